@@ -1,0 +1,93 @@
+"""The profiler: .tflite bytes in, a `ProfileRecord` out.
+
+Ties the simulator's parts together: the reader builds the graph, the MVP program model decides
+per layer whether it runs on the accelerator and which programs it launches, the arena planner
+sizes RAM, and a named timing model turns programs and CPU work into cycles.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from simulator import cpu_model
+from simulator.counting import count_ops_macs
+from simulator.errors import ModelError
+from simulator.graph import Graph, Operator
+from simulator.memory import plan_arena
+from simulator.mvp_kernels import LayerPlan, plan_layer
+from simulator.record import (CLOCK_HZ_DEFAULT, LayerRecord, ModelInfo, ProfileRecord, Summary,
+                              Target, TensorInfo)
+from simulator.timing import load_timing_model
+from simulator.tflite_reader import read_model, read_model_file
+
+ACCELERATORS = ("mvp", "none")
+
+
+def _tensor_info(graph: Graph, indices: list[int]) -> list[TensorInfo]:
+    return [TensorInfo(graph.tensors[i].name, list(graph.tensors[i].shape), graph.tensors[i].dtype)
+            for i in indices if i >= 0]
+
+
+def _plans(graph: Graph, accelerator: str) -> list[LayerPlan]:
+    if accelerator == "none":
+        return [LayerPlan(False, "accelerator disabled", f"{op.opcode}/cpu", has_mvp_kernel=False)
+                for op in graph.operators]
+    return [plan_layer(graph, op) for op in graph.operators]
+
+
+def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = "vendor-sim",
+                  clock_hz: int = CLOCK_HZ_DEFAULT) -> ProfileRecord:
+    """Profiles a parsed model for the EFR32xG24 with or without the MVP."""
+    if accelerator not in ACCELERATORS:
+        raise ValueError(f"accelerator must be one of {ACCELERATORS}, not {accelerator!r}")
+    tm = load_timing_model(timing)
+    cpu_params = cpu_model.load_params()
+    plans = _plans(graph, accelerator)
+    arena = plan_arena(graph, [p.supported for p in plans])
+
+    layers = []
+    for op, plan, kernel_bytes in zip(graph.operators, plans, arena.per_layer_bytes):
+        ops, macs = count_ops_macs(graph, op)
+        acc_cycles = tm.accelerator_cycles(plan) if plan.supported or plan.has_mvp_kernel else 0
+        if accelerator == "none":
+            acc_cycles = 0
+        cpu_cycles = cpu_model.cpu_cycles(graph, op, plan, cpu_params)
+        layers.append(LayerRecord(
+            index=op.index, opcode=op.opcode, ops=ops, macs=macs,
+            supported=plan.supported,
+            reason=None if plan.supported or accelerator == "none" else plan.reason,
+            accelerator_cycles=int(acc_cycles), cpu_cycles=int(cpu_cycles),
+            # the vendor's accounting: the CPU builds the next program while the MVP runs one
+            latency_s=max(int(acc_cycles), int(cpu_cycles)) / clock_hz,
+            inputs=_tensor_info(graph, op.inputs), outputs=_tensor_info(graph, op.outputs),
+            options=dict(op.options), ram_bytes=int(kernel_bytes),
+        ))
+
+    summary = Summary(
+        flash_bytes=graph.flash_bytes, ram_bytes=int(arena.ram_bytes),
+        ops=sum(L.ops for L in layers), macs=sum(L.macs for L in layers), n_layers=len(layers),
+        # like the vendor's count: layers with an MVP kernel that this instance could not use
+        n_unsupported=sum(1 for L, p in zip(layers, plans) if p.has_mvp_kernel and not p.supported),
+        accelerator_cycles=sum(L.accelerator_cycles for L in layers),
+        cpu_cycles=sum(L.cpu_cycles for L in layers),
+        latency_s=sum(L.latency_s for L in layers),
+    )
+    return ProfileRecord(
+        model=ModelInfo(graph.name, graph.sha256, graph.flash_bytes,
+                        _tensor_info(graph, graph.inputs), _tensor_info(graph, graph.outputs)),
+        target=Target(accelerator=accelerator, clock_hz=int(clock_hz), timing=tm.name, source="simulator"),
+        summary=summary, layers=layers,
+    )
+
+
+def profile_model(data: bytes, accelerator: str = "mvp", timing: str = "vendor-sim",
+                  name: str = "model", clock_hz: int = CLOCK_HZ_DEFAULT) -> ProfileRecord:
+    """Profiles .tflite bytes. Raises `ModelError` for anything that is not a readable model."""
+    return profile_graph(read_model(data, name=name), accelerator, timing, clock_hz)
+
+
+def profile_file(path: str | Path, accelerator: str = "mvp", timing: str = "vendor-sim",
+                 clock_hz: int = CLOCK_HZ_DEFAULT) -> ProfileRecord:
+    return profile_graph(read_model_file(path), accelerator, timing, clock_hz)
+
+
+__all__ = ["profile_model", "profile_file", "profile_graph", "ModelError", "Operator"]

@@ -1,0 +1,103 @@
+"""The profile record: one model summary plus per-layer rows.
+
+Defined once, here. The simulator's profiler and the device agents both produce it, the result
+table stores it as it is, and the orchestrator reads it without caring where the numbers came
+from beyond `target.source` ("simulator", "emulator" or "device"). Its JSON form is a public
+contract read by other tools and the nightly checks: field names do not change.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+CLOCK_HZ_DEFAULT = 78_000_000  # EFR32MG24 with the radio: the clock the vendor profiler assumes
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: list[int]
+    dtype: str
+
+    def shape_str(self) -> str:
+        return "x".join(str(d) for d in self.shape) if self.shape else "0"
+
+
+@dataclass
+class LayerRecord:
+    index: int
+    opcode: str                     # lower-case TFLite builtin name, e.g. "conv_2d"
+    ops: int
+    macs: int
+    supported: bool                 # runs on the accelerator (always False with accelerator "none")
+    reason: str | None              # why not, in the words of the limit that was hit
+    accelerator_cycles: int
+    cpu_cycles: int
+    latency_s: float
+    inputs: list[TensorInfo] = field(default_factory=list)
+    outputs: list[TensorInfo] = field(default_factory=list)
+    options: dict = field(default_factory=dict)
+    ram_bytes: int = 0              # scratch and persistent bytes this layer's kernel adds to the arena
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    sha256: str
+    flash_bytes: int
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+
+
+@dataclass
+class Target:
+    accelerator: str                # "mvp" or "none"
+    clock_hz: int
+    timing: str                     # the timing model that produced the cycles, e.g. "vendor-sim"
+    source: str                     # "simulator", "emulator" or "device"
+    board: str | None = None        # the board that measured it, for device records
+
+
+@dataclass
+class Summary:
+    flash_bytes: int
+    ram_bytes: int
+    ops: int
+    macs: int
+    n_layers: int
+    n_unsupported: int
+    accelerator_cycles: int
+    cpu_cycles: int
+    latency_s: float
+
+
+@dataclass
+class ProfileRecord:
+    model: ModelInfo
+    target: Target
+    summary: Summary
+    layers: list[LayerRecord]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ProfileRecord":
+        def tensors(xs):
+            return [TensorInfo(**x) for x in xs]
+        m = d["model"]
+        return cls(
+            model=ModelInfo(name=m["name"], sha256=m["sha256"], flash_bytes=m["flash_bytes"],
+                            inputs=tensors(m["inputs"]), outputs=tensors(m["outputs"])),
+            target=Target(**d["target"]),
+            summary=Summary(**d["summary"]),
+            layers=[LayerRecord(**{**L, "inputs": tensors(L["inputs"]), "outputs": tensors(L["outputs"])})
+                    for L in d["layers"]],
+        )
+
+    @classmethod
+    def from_json(cls, s: str) -> "ProfileRecord":
+        return cls.from_dict(json.loads(s))

@@ -1,0 +1,35 @@
+"""Shared fixtures: the oracle's numbers for every model set under tests/data/."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+# every Ray node, driver and cluster_utils alike, advertises 127.0.0.1 only
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+DATA = Path(__file__).parent / "data"
+
+
+def oracle_profiles() -> list[tuple[Path, str, dict]]:
+    """(model path, accelerator, MLTK profile result) for every model with oracle numbers."""
+    out = []
+    for jsonl in sorted(DATA.glob("*/mltk_sim.jsonl")):
+        for line in jsonl.read_text().splitlines():
+            rec = json.loads(line)
+            res = rec.get("result", {})
+            if "summary" not in res:
+                continue
+            out.append((jsonl.parent / f"{rec['model']}.tflite", rec["accelerator"], res))
+    return out
+
+
+def oracle_ids(cases) -> list[str]:
+    return [f"{p.parent.name}/{p.stem}-{acc}" for p, acc, _ in cases]
+
+
+@pytest.fixture(scope="session")
+def zoo_dir() -> Path:
+    return DATA / "zoo"

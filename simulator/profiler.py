@@ -21,6 +21,30 @@ from simulator.tflite_reader import read_model, read_model_file
 
 ACCELERATORS = ("mvp", "none")
 
+# Operands every later stage relies on: (minimum inputs, {input position: rank}). A file that
+# breaks these is corrupt, and saying so beats an IndexError deep inside a kernel model.
+_OPERANDS = {
+    "conv_2d": (2, {0: 4, 1: 4}), "depthwise_conv_2d": (2, {0: 4, 1: 4}),
+    "fully_connected": (2, {1: 2}), "transpose_conv": (3, {1: 4, 2: 4}),
+    "average_pool_2d": (1, {0: 4}), "max_pool_2d": (1, {0: 4}),
+    "add": (2, {}), "sub": (2, {}), "mul": (2, {}),
+}
+
+
+def check_operators(graph: Graph) -> None:
+    """Raises ModelError for an operator whose operands cannot belong to a valid model."""
+    for op in graph.operators:
+        where = f"{graph.name}: layer {op.index} ({op.opcode})"
+        if not op.outputs or min(op.outputs) < 0:
+            raise ModelError(f"{where}: has no output tensor")
+        n_min, ranks = _OPERANDS.get(op.opcode, (0, {}))
+        if len(op.inputs) < n_min or any(i < 0 for i in op.inputs[:n_min]):
+            raise ModelError(f"{where}: needs {n_min} inputs, has {len(op.inputs)}")
+        for pos, rank in ranks.items():
+            shape = graph.tensors[op.inputs[pos]].shape
+            if len(shape) != rank:
+                raise ModelError(f"{where}: input {pos} has shape {list(shape)}, expected rank {rank}")
+
 
 def _tensor_info(graph: Graph, indices: list[int]) -> list[TensorInfo]:
     return [TensorInfo(graph.tensors[i].name, list(graph.tensors[i].shape), graph.tensors[i].dtype)
@@ -39,6 +63,7 @@ def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = "vendor-
     """Profiles a parsed model for the EFR32xG24 with or without the MVP."""
     if accelerator not in ACCELERATORS:
         raise ValueError(f"accelerator must be one of {ACCELERATORS}, not {accelerator!r}")
+    check_operators(graph)
     tm = load_timing_model(timing)
     cpu_params = cpu_model.load_params()
     plans = _plans(graph, accelerator)

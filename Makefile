@@ -14,7 +14,7 @@ $(BIN)/mvpfarm: pyproject.toml
 setup: $(BIN)/mvpfarm
 
 demo: setup
-	$(BIN)/mvpfarm demo
+	$(BIN)/mvpfarm profile tests/data/zoo/*.tflite
 
 test: setup
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(BIN)/python -m pytest -q -ra

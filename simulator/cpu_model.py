@@ -27,7 +27,7 @@ def features(graph: Graph, op: Operator, plan) -> dict[str, float]:
     out_n = sum(t.n_elements for t in outs)
     from simulator.counting import count_ops_macs  # local: counting imports nothing heavy either
     _, macs = count_ops_macs(graph, op)
-    programs = sum(int(count) for _, count in getattr(plan, "programs", ()) or ()) if plan.supported else 0
+    programs = plan.n_programs if plan.runs_on_mvp else 0
     channels = outs[0].shape[-1] if outs and outs[0].shape else 1
     return {"fixed": 1.0, "in_elements": float(in_n), "out_elements": float(out_n), "macs": float(macs),
             "programs": float(programs), "program_channels": float(programs * channels)}
@@ -35,7 +35,7 @@ def features(graph: Graph, op: Operator, plan) -> dict[str, float]:
 
 def kernel_key(op: Operator, plan) -> str:
     """Which coefficient set applies: the MVP path of an op differs from its CPU path."""
-    return f"{op.opcode}/mvp" if plan.supported else f"{op.opcode}/cpu"
+    return f"{op.opcode}/mvp" if plan.runs_on_mvp else f"{op.opcode}/cpu"
 
 
 @lru_cache(maxsize=8)

@@ -23,6 +23,9 @@ class Tensor:
     zero_point: np.ndarray | None = None
     quantized_dim: int = 0
     is_variable: bool = False
+    # the flatbuffer carries a quantization table (possibly empty, as on float tensors): the vendor's
+    # RAM accounting counts these on model inputs and outputs
+    has_quantization_table: bool = False
 
     @property
     def n_elements(self) -> int:

@@ -53,8 +53,8 @@ def _tensor_info(graph: Graph, indices: list[int]) -> list[TensorInfo]:
 
 def _plans(graph: Graph, accelerator: str) -> list[LayerPlan]:
     if accelerator == "none":
-        return [LayerPlan(False, "accelerator disabled", f"{op.opcode}/cpu", has_mvp_kernel=False)
-                for op in graph.operators]
+        return [LayerPlan(False, "accelerator disabled", f"{op.opcode}/cpu", has_mvp_kernel=False,
+                          runs_on_mvp=False) for op in graph.operators]
     return [plan_layer(graph, op) for op in graph.operators]
 
 
@@ -67,14 +67,13 @@ def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = "vendor-
     tm = load_timing_model(timing)
     cpu_params = cpu_model.load_params()
     plans = _plans(graph, accelerator)
-    arena = plan_arena(graph, [p.supported for p in plans])
+    # RAM follows what actually runs: a layer the vendor logs as rejected may still launch programs
+    arena = plan_arena(graph, [p.runs_on_mvp for p in plans])
 
     layers = []
     for op, plan, kernel_bytes in zip(graph.operators, plans, arena.per_layer_bytes):
         ops, macs = count_ops_macs(graph, op)
-        acc_cycles = tm.accelerator_cycles(plan) if plan.supported or plan.has_mvp_kernel else 0
-        if accelerator == "none":
-            acc_cycles = 0
+        acc_cycles = tm.accelerator_cycles(plan) if plan.runs_on_mvp else 0
         cpu_cycles = cpu_model.cpu_cycles(graph, op, plan, cpu_params)
         layers.append(LayerRecord(
             index=op.index, opcode=op.opcode, ops=ops, macs=macs,
@@ -84,7 +83,7 @@ def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = "vendor-
             # the vendor's accounting: the CPU builds the next program while the MVP runs one
             latency_s=max(int(acc_cycles), int(cpu_cycles)) / clock_hz,
             inputs=_tensor_info(graph, op.inputs), outputs=_tensor_info(graph, op.outputs),
-            options=dict(op.options), ram_bytes=int(kernel_bytes),
+            options=dict(op.options), ram_bytes=int(kernel_bytes), note=plan.note,
         ))
 
     summary = Summary(

@@ -38,6 +38,7 @@ class LayerRecord:
     outputs: list[TensorInfo] = field(default_factory=list)
     options: dict = field(default_factory=dict)
     ram_bytes: int = 0              # scratch and persistent bytes this layer's kernel adds to the arena
+    note: str | None = None         # more detail for a user, e.g. a vendor-tool quirk at play
 
 
 @dataclass

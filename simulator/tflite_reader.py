@@ -182,7 +182,8 @@ def _read_tensor(model, t, i: int, n_buffers: int, b: _Bounds) -> Tensor:
             zero_point = np.array(q.ZeroPointAsNumpy(), dtype=np.int64)
         qdim = int(q.QuantizedDimension())
     return Tensor(index=i, name=tname, shape=shape, dtype=dtype, data=data, scale=scale,
-                  zero_point=zero_point, quantized_dim=qdim, is_variable=bool(t.IsVariable()))
+                  zero_point=zero_point, quantized_dim=qdim, is_variable=bool(t.IsVariable()),
+                  has_quantization_table=q is not None)
 
 
 def _read_options(op, b: _Bounds) -> dict:

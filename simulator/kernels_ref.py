@@ -1,0 +1,414 @@
+"""int8 kernels bit-exact with TFLite Micro's reference kernels (single rounding, C round).
+
+Every kernel is a numba function over plain arrays; the per-layer constants (multipliers,
+offsets, padding) are prepared once by `emulator.py`. The arithmetic follows TFLM's reference
+kernels; the loop order is free wherever integer addition makes it irrelevant, and is chosen so
+that the innermost loop runs over contiguous channels (which LLVM vectorizes).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from simulator.quant_math import (
+    exp_on_negative_values, fixed_logistic, fixed_tanh, get_reciprocal,
+    mul_by_quantized_multiplier, rounding_divide_by_pot, srdhm, wrap32,
+)
+
+
+@njit(cache=True)
+def _requantize_store(acc, multiplier, shift, out_offset, act_min, act_max, out, base):
+    for c in range(acc.shape[0]):
+        v = mul_by_quantized_multiplier(acc[c], multiplier[c], shift[c]) + out_offset
+        if v < act_min:
+            v = act_min
+        elif v > act_max:
+            v = act_max
+        out[base + c] = v
+
+
+@njit(cache=True)
+def pad_offset_input(x, in_offset, pad_top, pad_left, padded_h, padded_w):
+    """(x + in_offset) as int32 inside a zero border: padded taps then add nothing, exactly as
+    the reference kernel skips them."""
+    n, h, w, c = x.shape
+    out = np.zeros((n, padded_h, padded_w, c), dtype=np.int32)
+    for b in range(n):
+        for y in range(h):
+            for xx in range(w):
+                for ch in range(c):
+                    out[b, y + pad_top, xx + pad_left, ch] = np.int32(x[b, y, xx, ch]) + in_offset
+    return out
+
+
+@njit(cache=True)
+def conv2d(xp, weights, bias, multiplier, shift, out_offset, act_min, act_max,
+           stride_h, stride_w, dil_h, dil_w, out_h, out_w, groups):
+    """xp: padded, offset input [N, Hp, Wp, IC] int32; weights [KH, KW, ICg, OC] int32."""
+    n = xp.shape[0]
+    kh, kw, icg, oc = weights.shape
+    oc_per_group = oc // groups
+    out = np.empty(n * out_h * out_w * oc, dtype=np.int8)
+    acc = np.empty(oc, dtype=np.int32)
+    for b in range(n):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                for c in range(oc):
+                    acc[c] = bias[c]
+                for ky in range(kh):
+                    iy = oy * stride_h + ky * dil_h
+                    for kx in range(kw):
+                        ix = ox * stride_w + kx * dil_w
+                        for g in range(groups):
+                            c0 = g * oc_per_group
+                            for ic in range(icg):
+                                v = xp[b, iy, ix, g * icg + ic]
+                                if v != 0:
+                                    for c in range(c0, c0 + oc_per_group):
+                                        acc[c] += v * weights[ky, kx, ic, c]
+                base = ((b * out_h + oy) * out_w + ox) * oc
+                _requantize_store(acc, multiplier, shift, out_offset, act_min, act_max, out, base)
+    return out
+
+
+@njit(cache=True)
+def depthwise_conv2d(xp, weights, bias, multiplier, shift, out_offset, act_min, act_max,
+                     stride_h, stride_w, dil_h, dil_w, out_h, out_w, depth_multiplier):
+    """xp [N, Hp, Wp, IC] int32; weights [KH, KW, OC] int32 with OC = IC * depth_multiplier."""
+    n = xp.shape[0]
+    ic_count = xp.shape[3]
+    kh, kw, oc = weights.shape
+    out = np.empty(n * out_h * out_w * oc, dtype=np.int8)
+    acc = np.empty(oc, dtype=np.int32)
+    for b in range(n):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                for c in range(oc):
+                    acc[c] = bias[c]
+                for ky in range(kh):
+                    iy = oy * stride_h + ky * dil_h
+                    for kx in range(kw):
+                        ix = ox * stride_w + kx * dil_w
+                        if depth_multiplier == 1:
+                            for c in range(oc):
+                                acc[c] += xp[b, iy, ix, c] * weights[ky, kx, c]
+                        else:
+                            for ic in range(ic_count):
+                                v = xp[b, iy, ix, ic]
+                                for m in range(depth_multiplier):
+                                    c = ic * depth_multiplier + m
+                                    acc[c] += v * weights[ky, kx, c]
+                base = ((b * out_h + oy) * out_w + ox) * oc
+                _requantize_store(acc, multiplier, shift, out_offset, act_min, act_max, out, base)
+    return out
+
+
+@njit(cache=True)
+def fully_connected(x, in_offset, weights, bias, multiplier, shift, out_offset, act_min, act_max):
+    """x [B, K] int8; weights [OC, K] int32 (weight offset already added); per-channel or
+    broadcast multiplier arrays of length OC."""
+    batches, k = x.shape
+    oc = weights.shape[0]
+    out = np.empty(batches * oc, dtype=np.int8)
+    xo = np.empty(k, dtype=np.int32)
+    acc = np.empty(oc, dtype=np.int32)
+    for b in range(batches):
+        for i in range(k):
+            xo[i] = np.int32(x[b, i]) + in_offset
+        for c in range(oc):
+            s = np.int32(0)
+            for i in range(k):
+                s += xo[i] * weights[c, i]
+            acc[c] = s + bias[c]
+        _requantize_store(acc, multiplier, shift, out_offset, act_min, act_max, out, b * oc)
+    return out
+
+
+@njit(cache=True)
+def transpose_conv(x, in_offset, weights, bias, multiplier, shift, out_offset, act_min, act_max,
+                   stride_h, stride_w, pad_h, pad_w, out_h, out_w):
+    """x [N, H, W, IC] int8; weights [OC, KH, KW, IC] int8 (TFLM's scatter formulation)."""
+    n, h, w, ic_count = x.shape
+    oc, kh, kw, _ = weights.shape
+    scratch = np.zeros((n, out_h, out_w, oc), dtype=np.int32)
+    for b in range(n):
+        for iy in range(h):
+            for ix in range(w):
+                for ic in range(ic_count):
+                    v = np.int32(x[b, iy, ix, ic]) + in_offset
+                    for ky in range(kh):
+                        oy = iy * stride_h - pad_h + ky
+                        if oy < 0 or oy >= out_h:
+                            continue
+                        for kx in range(kw):
+                            ox = ix * stride_w - pad_w + kx
+                            if ox < 0 or ox >= out_w:
+                                continue
+                            for c in range(oc):
+                                scratch[b, oy, ox, c] += v * np.int32(weights[c, ky, kx, ic])
+    out = np.empty(n * out_h * out_w * oc, dtype=np.int8)
+    acc = np.empty(oc, dtype=np.int32)
+    for b in range(n):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                for c in range(oc):
+                    acc[c] = scratch[b, oy, ox, c] + bias[c]
+                base = ((b * out_h + oy) * out_w + ox) * oc
+                _requantize_store(acc, multiplier, shift, out_offset, act_min, act_max, out, base)
+    return out
+
+
+@njit(cache=True)
+def average_pool(x, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w,
+                 act_min, act_max):
+    n, h, w, ch = x.shape
+    out = np.empty((n, out_h, out_w, ch), dtype=np.int8)
+    acc = np.empty(ch, dtype=np.int32)
+    for b in range(n):
+        for oy in range(out_h):
+            y0 = oy * stride_h - pad_h
+            fy0 = max(0, -y0)
+            fy1 = min(filter_h, h - y0)
+            for ox in range(out_w):
+                x0 = ox * stride_w - pad_w
+                fx0 = max(0, -x0)
+                fx1 = min(filter_w, w - x0)
+                count = (fy1 - fy0) * (fx1 - fx0)
+                acc[:] = 0
+                for fy in range(fy0, fy1):
+                    for fx in range(fx0, fx1):
+                        for c in range(ch):
+                            acc[c] += x[b, y0 + fy, x0 + fx, c]
+                half = count // 2
+                for c in range(ch):
+                    a = acc[c]
+                    # C division truncates toward zero
+                    if a > 0:
+                        v = (a + half) // count
+                    else:
+                        v = -((-(a - half)) // count)
+                    out[b, oy, ox, c] = min(max(v, act_min), act_max)
+    return out
+
+
+@njit(cache=True)
+def max_pool(x, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w,
+             act_min, act_max):
+    n, h, w, ch = x.shape
+    out = np.empty((n, out_h, out_w, ch), dtype=np.int8)
+    acc = np.empty(ch, dtype=np.int32)
+    for b in range(n):
+        for oy in range(out_h):
+            y0 = oy * stride_h - pad_h
+            fy0 = max(0, -y0)
+            fy1 = min(filter_h, h - y0)
+            for ox in range(out_w):
+                x0 = ox * stride_w - pad_w
+                fx0 = max(0, -x0)
+                fx1 = min(filter_w, w - x0)
+                acc[:] = -128
+                for fy in range(fy0, fy1):
+                    for fx in range(fx0, fx1):
+                        for c in range(ch):
+                            v = x[b, y0 + fy, x0 + fx, c]
+                            if v > acc[c]:
+                                acc[c] = v
+                for c in range(ch):
+                    out[b, oy, ox, c] = min(max(acc[c], act_min), act_max)
+    return out
+
+
+@njit(cache=True)
+def add(x1, x2, in1_offset, in2_offset, left_shift, m1, s1, m2, s2, mo, so, out_offset,
+        act_min, act_max):
+    """Flat, already broadcast operands."""
+    n = x1.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    for i in range(n):
+        a = (np.int64(x1[i]) + in1_offset) << left_shift
+        b = (np.int64(x2[i]) + in2_offset) << left_shift
+        sa = mul_by_quantized_multiplier(a, m1, s1)
+        sb = mul_by_quantized_multiplier(b, m2, s2)
+        v = mul_by_quantized_multiplier(wrap32(sa + sb), mo, so) + out_offset
+        out[i] = min(max(v, act_min), act_max)
+    return out
+
+
+@njit(cache=True)
+def mul(x1, x2, in1_offset, in2_offset, multiplier, shift, out_offset, act_min, act_max):
+    n = x1.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    for i in range(n):
+        p = wrap32((np.int64(x1[i]) + in1_offset) * (np.int64(x2[i]) + in2_offset))
+        v = mul_by_quantized_multiplier(p, multiplier, shift) + out_offset
+        out[i] = min(max(v, act_min), act_max)
+    return out
+
+
+@njit(cache=True)
+def softmax(x, input_multiplier, input_left_shift, diff_min):
+    """x [rows, depth] int8 -> int8 with zero point -128 and scale 1/256 (gemmlowp exp path)."""
+    rows, depth = x.shape
+    out = np.empty((rows, depth), dtype=np.int8)
+    for r in range(rows):
+        max_in_row = np.int64(-128)
+        for c in range(depth):
+            if x[r, c] > max_in_row:
+                max_in_row = np.int64(x[r, c])
+        sum_of_exps = np.int64(0)  # Q12.19
+        for c in range(depth):
+            diff = np.int64(x[r, c]) - max_in_row
+            if diff >= diff_min:
+                scaled = mul_by_quantized_multiplier(diff, input_multiplier, input_left_shift)
+                e = exp_on_negative_values(scaled, 5)
+                sum_of_exps = wrap32(sum_of_exps + rounding_divide_by_pot(e, 12))
+        shifted_scale, num_bits_over_unit = get_reciprocal(sum_of_exps, 12)
+        exponent = num_bits_over_unit + 31 - 8
+        for c in range(depth):
+            diff = np.int64(x[r, c]) - max_in_row
+            if diff >= diff_min:
+                scaled = mul_by_quantized_multiplier(diff, input_multiplier, input_left_shift)
+                e = exp_on_negative_values(scaled, 5)
+                v = rounding_divide_by_pot(srdhm(shifted_scale, e), exponent) - 128
+                out[r, c] = min(max(v, -128), 127)
+            else:
+                out[r, c] = -128
+    return out
+
+
+@njit(cache=True)
+def logistic(x, input_zero_point, input_multiplier, input_left_shift, radius):
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    for i in range(n):
+        v = np.int64(x[i]) - input_zero_point
+        if v <= -radius:
+            out[i] = -128
+        elif v >= radius:
+            out[i] = 127
+        else:
+            q4 = mul_by_quantized_multiplier(v, input_multiplier, input_left_shift)
+            r = rounding_divide_by_pot(fixed_logistic(q4, 4), 23) - 128
+            out[i] = min(max(r, -128), 127)
+    return out
+
+
+@njit(cache=True)
+def tanh(x, input_zero_point, input_multiplier, input_left_shift, radius):
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    for i in range(n):
+        v = np.int64(x[i]) - input_zero_point
+        if v <= -radius:
+            out[i] = -128
+        elif v >= radius:
+            out[i] = 127
+        else:
+            q4 = mul_by_quantized_multiplier(v, input_multiplier, input_left_shift)
+            r = rounding_divide_by_pot(fixed_tanh(q4, 4), 24)
+            out[i] = min(max(r, -128), 127)
+    return out
+
+
+@njit(cache=True)
+def quantize_f32(x, scale, zero_point):
+    """float32 -> int8: round(x / scale) in float, ties away from zero."""
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    s = np.float32(scale)
+    for i in range(n):
+        q = np.float32(x[i] / s)
+        r = np.floor(np.abs(q) + np.float32(0.5))
+        if q < 0:
+            r = -r
+        v = np.int64(r) + zero_point
+        out[i] = min(max(v, -128), 127)
+    return out
+
+
+@njit(cache=True)
+def requantize_i8(x, in_zero_point, multiplier, shift, out_zero_point):
+    """int8 -> int8 QUANTIZE (TFLM's Requantize)."""
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    for i in range(n):
+        v = mul_by_quantized_multiplier(np.int64(x[i]) - in_zero_point, multiplier, shift) \
+            + out_zero_point
+        out[i] = min(max(v, -128), 127)
+    return out
+
+
+@njit(cache=True)
+def dequantize_i8(x, scale, zero_point):
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.float32)
+    s = np.float32(scale)
+    for i in range(n):
+        out[i] = s * np.float32(np.int32(x[i]) - zero_point)
+    return out
+
+
+@njit(cache=True)
+def mean_hw_keepdims(x, input_zero_point, multiplier, shift, output_zero_point):
+    """reference_integer_ops::Mean: 4-D input, axes 1 and 2, keep_dims."""
+    n, h, w, ch = x.shape
+    count = h * w
+    out = np.empty(n * ch, dtype=np.int8)
+    for b in range(n):
+        for c in range(ch):
+            acc = np.int64(0)
+            for y in range(h):
+                for xx in range(w):
+                    acc += np.int64(x[b, y, xx, c]) - input_zero_point
+            acc = mul_by_quantized_multiplier(acc, multiplier, shift)
+            if acc > 0:
+                acc = (acc + count // 2) // count
+            else:
+                acc = -((-(acc - count // 2)) // count)
+            acc += output_zero_point
+            out[b * ch + c] = min(max(acc, -128), 127)
+    return out
+
+
+@njit(cache=True)
+def mean_float_rescale(sums, count, input_zero_point, scale, output_zero_point):
+    """reference_ops::QuantizedMeanOrSum (mean): float mean, float rescale, C round."""
+    n = sums.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    s = np.float32(scale)
+    bias = np.float32(-input_zero_point) * s
+    for i in range(n):
+        m = np.float32(np.float32(sums[i]) / np.float32(count))
+        t = np.float32(m * s + bias)
+        r = np.floor(np.abs(t) + np.float32(0.5))
+        if t < 0:
+            r = -r
+        r = r + np.float32(output_zero_point)
+        r = min(max(r, np.float32(-128.0)), np.float32(127.0))
+        out[i] = np.int8(r)
+    return out
+
+
+@njit(cache=True)
+def relu_requant(x, input_offset, multiplier, shift, output_offset, act_min, act_max):
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    for i in range(n):
+        v = output_offset + mul_by_quantized_multiplier(np.int64(x[i]) - input_offset,
+                                                        multiplier, shift)
+        out[i] = min(max(v, act_min), act_max)
+    return out
+
+
+@njit(cache=True)
+def leaky_relu(x, input_offset, m_identity, s_identity, m_alpha, s_alpha, output_offset):
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    for i in range(n):
+        v = np.int64(x[i]) - input_offset
+        if v >= 0:
+            r = output_offset + mul_by_quantized_multiplier(v, m_identity, s_identity)
+        else:
+            r = output_offset + mul_by_quantized_multiplier(v, m_alpha, s_alpha)
+        out[i] = min(max(r, -128), 127)
+    return out

@@ -1,0 +1,233 @@
+"""`mvpfarm boards ...` and `mvpfarm agent start`: the command line of the device agents.
+
+`register(subparsers)` adds the commands to the main parser (orchestrator/cli.py). Handlers import
+Ray and the agents lazily, print user errors as one line and return exit status 2.
+Also runnable alone: `python -m device_agents.cli_boards boards emulate --count 2`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+EXIT_USAGE = 2
+
+
+def _error(msg: str) -> int:
+    print(f"mvpfarm: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _parse_faults(specs: list[str], count: int):
+    """`--fault [INDEX=]KIND[:VALUE]`: without INDEX the fault applies to every board."""
+    from device_agents.virtual_board import Faults
+    per_board: list[list[str]] = [[] for _ in range(count)]
+    for spec in specs:
+        index, sep, rest = spec.partition("=")
+        if sep:
+            if not index.isdigit() or int(index) >= count:
+                raise ValueError(f"--fault {spec}: board index must be 0..{count - 1}")
+            per_board[int(index)].append(rest)
+        else:
+            for lst in per_board:
+                lst.append(spec)
+    return [Faults.parse(lst) for lst in per_board]
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    from device_agents.virtual_board import BOARD_KINDS, emulate
+    if args.count < 1:
+        return _error("--count must be at least 1")
+    if args.kind not in BOARD_KINDS:
+        return _error(f"--kind {args.kind}: choose from {', '.join(BOARD_KINDS)}")
+    try:
+        faults = _parse_faults(args.fault, args.count)
+    except ValueError as e:
+        return _error(str(e))
+    boards = emulate(args.count, args.kind, faults, seed=args.seed, time_scale=args.time_scale,
+                     mode="vendor" if args.vendor else "protocol")
+    for b in boards:
+        print(f"{b.board_id}\t{b.port}\t{b.kind.name}\tfaults: {b.faults.describe()}", flush=True)
+    print(f"# {len(boards)} virtual board(s) running; Ctrl-C stops them", file=sys.stderr, flush=True)
+    try:
+        if args.duration_s is not None:
+            time.sleep(args.duration_s)
+        else:
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for b in boards:
+            b.stop()
+    return 0
+
+
+def _print_states(states, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([s.to_dict() for s in states], indent=1))
+        return
+    print(f"{'board':<22} {'kind':<10} {'state':<12} {'jobs':>4}  {'host:port':<28} reason")
+    for s in states:
+        print(f"{s.board_id:<22} {s.kind:<10} {s.state:<12} {s.jobs_measured:>4}  "
+              f"{s.host + ':' + s.port:<28} {s.reason or ''}")
+
+
+def _list(args: argparse.Namespace) -> int:
+    import ray
+    from device_agents.pool import BoardPool
+    try:
+        ray.init(address=args.address, namespace="mvpfarm", logging_level="ERROR",
+                 log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        return _error(f"cannot reach the Ray cluster at {args.address}: {e}")
+    pool = BoardPool.from_cluster()
+    try:
+        states = pool.states()
+    finally:
+        pool.close()
+    if not states and not args.json:
+        print("no boards in the cluster (start agents with `mvpfarm agent start`)")
+    else:
+        _print_states(states, args.json)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from device_agents.agent import probe
+    from device_agents.port_lock import PortBusy
+    from device_agents.protocol import ProtocolError
+    from device_agents.transport import TransportError
+    try:
+        info = probe(args.port, args.timeout_s)
+    except (PortBusy, TransportError, ProtocolError) as e:
+        return _error(f"{args.port}: {e}")
+    print(f"{args.port}: {info.board_kind} board {info.board_id}, firmware {info.firmware_version!r}, "
+          f"protocol {info.protocol_version}, {info.clock_hz / 1e6:g} MHz, RAM {info.ram_bytes:,} B "
+          f"(arena up to {info.arena_max_bytes:,} B), flash {info.flash_bytes:,} B (models up to "
+          f"{info.model_max_bytes:,} B), MVP {'yes' if info.accelerators & 1 else 'no'}")
+    return 0
+
+
+def _agent_start(args: argparse.Namespace) -> int:
+    import ray
+    from device_agents.agent import AgentConfig, probe
+    from device_agents.discovery import board_ports
+    from device_agents.pool import ACTOR_PREFIX, BoardPool, board_resource, spawn_agent
+    ports = board_ports(args.port)
+    if not ports:
+        return _error("no boards found: no J-Link serial port (USB vendor 0x1366); name ports with --port")
+    config = AgentConfig(exchange_timeout_s=args.timeout_s, profile_timeout_s=args.profile_timeout_s)
+    found = []
+    for port in ports:
+        try:
+            info = probe(port, args.timeout_s)
+        except Exception as e:   # noqa: BLE001 - one bad port is reported, the others still start
+            print(f"skipped {port}: {e}", file=sys.stderr)
+            continue
+        print(f"found {info.board_kind} {info.board_id} on {port}")
+        found.append((port, info))
+    if not found:
+        return _error("no port answered the handshake")
+    counts: dict[str, int] = {}
+    for _, info in found:
+        counts[board_resource(info.board_kind)] = counts.get(board_resource(info.board_kind), 0) + 1
+    if args.address:
+        ray.init(address=args.address, namespace="mvpfarm", logging_level="ERROR")
+        here = ray.get_runtime_context().get_node_id()
+        have = next((n["Resources"] for n in ray.nodes() if n["NodeID"] == here), {})
+        missing = {k: v for k, v in counts.items() if have.get(k, 0) < v}
+        if missing:
+            return _error(f"this Ray node lacks the board resources; start it with: ray start "
+                          f"--address {args.address} --resources '{json.dumps(counts)}'")
+    else:
+        ray.init(address="local", resources=counts, namespace="mvpfarm", include_dashboard=False,
+                 logging_level="ERROR")
+    actors = [spawn_agent(port, info.board_kind, config, name=ACTOR_PREFIX + info.board_id,
+                          detached=args.detach) for port, info in found]
+    pool = BoardPool(actors)
+    _print_states(pool.states(), False)
+    pool.close()
+    if args.detach:
+        print(f"{len(actors)} agent(s) registered; `mvpfarm boards list` shows them")
+        return 0
+    print("agents running; Ctrl-C stops them", file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+
+
+def register(subparsers) -> None:
+    boards = subparsers.add_parser("boards", help="dev boards: emulate, list, check",
+                                   description="Work with EFR32xG24 dev boards and virtual boards.")
+    bsub = boards.add_subparsers(dest="boards_command", metavar="ACTION")
+    bsub.required = True
+
+    em = bsub.add_parser("emulate", help="run virtual boards on pseudo-terminals",
+                         description="Open N pseudo-terminals and run a firmware emulator behind each that "
+                                     "speaks the mvpfarm protocol (docs/protocol.md). Prints one line per "
+                                     "board: id, port, kind, faults. Runs until Ctrl-C.")
+    em.add_argument("--count", type=int, default=1, metavar="N", help="number of boards (default 1)")
+    em.add_argument("--kind", default="brd2601b", help="board kind (default: %(default)s)")
+    em.add_argument("--fault", action="append", default=[], metavar="[I=]KIND[:VALUE]",
+                    help="inject a fault into board I (default: every board): hang[:N] (stops answering "
+                         "at PROFILE N), unplug[:N] (the pty closes at PROFILE N), reboot[:P], garbage[:P], "
+                         "drop[:P], crc[:P] (probabilities), slow[:SECONDS]. Repeatable.")
+    em.add_argument("--seed", type=int, default=0, help="seed of noise and faults (default 0)")
+    em.add_argument("--time-scale", type=float, default=1.0, metavar="X",
+                    help="inference takes X times the emulated silicon's time (default 1: real time)")
+    em.add_argument("--vendor", action="store_true",
+                    help="emulate Silicon Labs' model-profiler firmware (prints its log) instead")
+    em.add_argument("--duration-s", type=float, default=None, help=argparse.SUPPRESS)
+    em.set_defaults(func=_emulate)
+
+    ls = bsub.add_parser("list", help="every board in the Ray cluster with its state",
+                         description="List every board agent in the Ray cluster: idle, busy or "
+                                     "quarantined (with the reason).")
+    ls.add_argument("--address", default="auto", help="Ray cluster address (default: auto)")
+    ls.add_argument("--json", action="store_true", help="print the states as JSON")
+    ls.set_defaults(func=_list)
+
+    ck = bsub.add_parser("check", help="handshake with the board on one port",
+                         description="Open PORT (a device path or pyserial URL), handshake, and print the "
+                                     "board's kind, id, firmware, clock and memory. Exit 2 if it fails.")
+    ck.add_argument("port", metavar="PORT")
+    ck.add_argument("--timeout-s", type=float, default=2.0, help="handshake timeout (default 2)")
+    ck.set_defaults(func=_check)
+
+    agent = subparsers.add_parser("agent", help="board agents: start",
+                                  description="Run the agents that offer this machine's boards to Ray.")
+    asub = agent.add_subparsers(dest="agent_command", metavar="ACTION")
+    asub.required = True
+    st = asub.add_parser("start", help="find boards, check them, offer them to the Ray cluster",
+                         description="Find EFR32xG24 kits (J-Link CDC UART ports, or --port), handshake with "
+                                     "each, and start one Ray actor per board holding the resource "
+                                     "board:<kind>. Without --address a local Ray instance is started.")
+    st.add_argument("--port", action="append", default=[], metavar="P",
+                    help="a serial port or pyserial URL (repeatable; default: every J-Link port)")
+    st.add_argument("--address", default=None, help="join this Ray cluster (its node must advertise "
+                                                    "the board resources)")
+    st.add_argument("--detach", action="store_true", help="leave the agents running and exit")
+    st.add_argument("--timeout-s", type=float, default=2.0, help="per-exchange timeout (default 2)")
+    st.add_argument("--profile-timeout-s", type=float, default=60.0,
+                    help="timeout of one PROFILE (warm-up + repeats; default 60)")
+    st.set_defaults(func=_agent_start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="mvpfarm")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    register(sub)
+    args = p.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

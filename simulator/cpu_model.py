@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from simulator.graph import Graph, Operator
 
-PARAMS_PATH = Path(__file__).with_name("hardware") / "cortex_m33_cpu.json"
+HARDWARE_DIR = Path(__file__).with_name("hardware")
+DEFAULT_PARAMS_NAME = "cortex_m33_cpu"
+PARAMS_PATH = HARDWARE_DIR / f"{DEFAULT_PARAMS_NAME}.json"
+POOLED_MVP_KEY = "*/mvp"  # coefficients shared by MVP kernels that have none of their own
 FEATURES = ("fixed", "in_elements", "out_elements", "macs", "programs", "program_channels")
 
 
@@ -38,28 +42,61 @@ def kernel_key(op: Operator, plan) -> str:
     return f"{op.opcode}/mvp" if plan.runs_on_mvp else f"{op.opcode}/cpu"
 
 
+def candidate_keys(op: Operator, plan) -> list[str]:
+    """Coefficient sets that may price a layer, most specific first: the kernel path the plan
+    chose (e.g. "depthwise_conv_2d/mvp-opt": one program per pixel costs the CPU differently from
+    the generic path), the op's MVP or CPU key, then for MVP layers the pooled MVP set."""
+    keys = [plan.kernel] if plan.runs_on_mvp and getattr(plan, "kernel", None) else []
+    keys.append(kernel_key(op, plan))
+    if plan.runs_on_mvp:
+        keys.append(POOLED_MVP_KEY)
+    return list(dict.fromkeys(keys))
+
+
+def coefficients(params: dict, op: Operator, plan) -> dict:
+    """A set fitted to measurements beats a hand estimate; a specific set beats a general one."""
+    kernels, fitted = params["kernels"], set(params.get("_fitted", ()))
+    keys = candidate_keys(op, plan)
+    for key in [k for k in keys if k in fitted] + keys:
+        if key in kernels:
+            return kernels[key]
+    return params["default"]
+
+
 @lru_cache(maxsize=8)
 def load_params(path: str | None = None) -> dict:
     return json.loads(Path(path or PARAMS_PATH).read_text())
 
 
+def load_params_named(name: str) -> dict:
+    """CPU parameters from simulator/hardware/NAME.json."""
+    path = HARDWARE_DIR / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"no CPU model {name!r} in {HARDWARE_DIR}")
+    return load_params(str(path))
+
+
 def cpu_cycles(graph: Graph, op: Operator, plan, params: dict) -> int:
-    coeffs = params["kernels"].get(kernel_key(op, plan)) or params["default"]
+    coeffs = coefficients(params, op, plan)
     f = features(graph, op, plan)
     return int(round(params["per_layer_cycles"] + sum(coeffs.get(k, 0.0) * f[k] for k in FEATURES)))
 
 
-def fit_params(rows: list[tuple[str, dict[str, float], float]], base: dict) -> dict:
+def fit_params(rows: list[tuple[str, dict[str, float], float]], base: dict,
+               features_for: Callable[[str], tuple[str, ...]] | None = None) -> dict:
     """Least-squares fit of each kernel's coefficients to measured CPU cycles.
 
     rows: (kernel key, features, measured cycles). Kernels with no rows keep `base`'s estimates.
+    `features_for(key)` limits which features a kernel's fit may use (default: all): with a
+    handful of layers per kernel, fewer free coefficients extrapolate better.
     Coefficients are kept non-negative by dropping features whose fitted weight comes out
     negative and refitting: a CPU never gets faster with more work."""
     out = json.loads(json.dumps(base))
     per_layer = base["per_layer_cycles"]
     for key in sorted({r[0] for r in rows}):
         sel = [(f, y - per_layer) for k, f, y in rows if k == key]
-        used = [k for k in FEATURES if any(f[k] for f, _ in sel)]
+        allowed = features_for(key) if features_for else FEATURES
+        used = [k for k in FEATURES if k in allowed and any(f[k] for f, _ in sel)]
         while used:
             A = np.array([[f[k] for k in used] for f, _ in sel])
             y = np.array([y for _, y in sel])
@@ -70,4 +107,5 @@ def fit_params(rows: list[tuple[str, dict[str, float], float]], base: dict) -> d
                 break
             used.pop(int(np.argmin(coef)))
         out["kernels"][key] = {k: float(c) for k, c in zip(used, coef)} if used else {"fixed": 0.0}
+    out["_fitted"] = sorted(set(out.get("_fitted", [])) | {r[0] for r in rows})
     return out

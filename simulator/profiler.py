@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulator import cpu_model
 from simulator.counting import count_ops_macs
 from simulator.errors import ModelError
 from simulator.graph import Graph, Operator
@@ -65,23 +64,22 @@ def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = "vendor-
         raise ValueError(f"accelerator must be one of {ACCELERATORS}, not {accelerator!r}")
     check_operators(graph)
     tm = load_timing_model(timing)
-    cpu_params = cpu_model.load_params()
     plans = _plans(graph, accelerator)
     # RAM follows what actually runs: a layer the vendor logs as rejected may still launch programs
-    arena = plan_arena(graph, [p.runs_on_mvp for p in plans])
+    arena = plan_arena(graph, [p.runs_on_mvp for p in plans], mvp_build=(accelerator == "mvp"))
 
     layers = []
     for op, plan, kernel_bytes in zip(graph.operators, plans, arena.per_layer_bytes):
         ops, macs = count_ops_macs(graph, op)
         acc_cycles = tm.accelerator_cycles(plan) if plan.runs_on_mvp else 0
-        cpu_cycles = cpu_model.cpu_cycles(graph, op, plan, cpu_params)
+        cpu_cycles = tm.cpu_cycles(graph, op, plan)
         layers.append(LayerRecord(
             index=op.index, opcode=op.opcode, ops=ops, macs=macs,
             supported=plan.supported,
             reason=None if plan.supported or accelerator == "none" else plan.reason,
             accelerator_cycles=int(acc_cycles), cpu_cycles=int(cpu_cycles),
-            # the vendor's accounting: the CPU builds the next program while the MVP runs one
-            latency_s=max(int(acc_cycles), int(cpu_cycles)) / clock_hz,
+            # the timing model's accounting (vendor-sim: max(acc, cpu), the vendor's)
+            latency_s=tm.layer_latency_s(int(acc_cycles), int(cpu_cycles), plan.kernel, clock_hz),
             inputs=_tensor_info(graph, op.inputs), outputs=_tensor_info(graph, op.outputs),
             options=dict(op.options), ram_bytes=int(kernel_bytes), note=plan.note,
         ))

@@ -9,7 +9,13 @@
 `mvp_exec.py` (binary16 arithmetic) and every other layer with the reference kernels.
 
 A model is compiled once into a list of steps (per-layer constants prepared, shape-only
-sub-graphs folded to constants), then every inference only calls the JIT kernels.
+sub-graphs folded to constants), then every inference only calls the JIT kernels and, for conv
+and fully connected, one exact matrix product each.
+
+`run_model(..., compare_reference=True)` adds per layer the accelerator cycles of the programs
+executed (a timing model applied to them: the profiler's numbers, since both price the same
+programs) and the drift against the reference kernels; `emulate_profile` is that as plain data
+for `mvpfarm profile --execute`.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ from simulator.quant_math import (
     activation_range, c_round, quantize_multiplier, sigmoid_tanh_params, softmax_params,
 )
 from simulator.tflite_reader import read_model, read_model_file
+from simulator.profiler import DEFAULT_TIMING  # one default for profile and emulate
 
 ACCELERATORS = ("none", "mvp")
 
@@ -41,12 +48,13 @@ class Step:
     kernel: str                       # "reference" or "mvp"
     run: Callable[[list], None]       # reads/writes the tensor value list
     info: dict = field(default_factory=dict)
+    mvp: object = None                # mvp_exec.MvpLayer when the layer runs MVP programs
 
 
 @dataclass
 class EmulationResult:
     outputs: list[np.ndarray]
-    layers: list[dict]
+    layers: list[dict]     # per layer: index, opcode, kernel, on_mvp, accelerator_cycles[, drift]
 
 
 @dataclass
@@ -55,8 +63,14 @@ class CompiledModel:
     accelerator: str
     steps: list[Step]
     constants: dict[int, np.ndarray]
+    _reference: dict = field(default_factory=dict, repr=False)
 
     def run(self, inputs) -> list[np.ndarray]:
+        values = self.run_values(inputs)
+        return [values[i].reshape(self.graph.tensors[i].shape) for i in self.graph.outputs]
+
+    def run_values(self, inputs) -> list:
+        """One inference; every tensor's value (for per-layer comparisons)."""
         values: list = [None] * len(self.graph.tensors)
         for i, v in self.constants.items():
             values[i] = v
@@ -74,17 +88,67 @@ class CompiledModel:
             values[ti] = np.ascontiguousarray(x, dtype=_NP.get(t.dtype, x.dtype)).reshape(t.shape)
         for step in self.steps:
             step.run(values)
-        return [values[i].reshape(self.graph.tensors[i].shape) for i in self.graph.outputs]
+        return values
 
-    def layer_info(self) -> list[dict]:
-        return [{"index": s.index, "opcode": s.opcode, "kernel": s.kernel, **s.info}
-                for s in self.steps]
+    def layer_info(self, timing=None) -> list[dict]:
+        """Per executed layer: index, opcode, kernel ("mvp" or "reference"), on_mvp, and with a
+        timing model (name or `timing.TimingModel`) the accelerator cycles of the programs it
+        executed."""
+        tm = _timing_model(timing) if timing is not None else None
+        out = []
+        for s in self.steps:
+            row = {"index": s.index, "opcode": s.opcode, "kernel": s.kernel, "on_mvp": s.mvp is not None,
+                   **s.info}
+            if tm is not None:
+                row["accelerator_cycles"] = s.mvp.accelerator_cycles(tm) if s.mvp is not None else 0
+            out.append(row)
+        return out
+
+    def reference_step(self, step: Step) -> Step:
+        """The reference-kernel step of a layer (for drift), compiled once."""
+        if step.index not in self._reference:
+            self._reference[step.index] = _reference_step(self.graph, self.graph.operators[step.index])
+        return self._reference[step.index]
+
+    def layer_drift(self, inputs) -> tuple[list, list[dict]]:
+        """One inference plus, per layer, how far its output moves from the reference kernel's
+        fed the same inputs (so each layer's own drift, not drift carried in from earlier
+        layers): {"elements", "drift_elements", "drift_max_steps"}. Returns (outputs, drift)."""
+        values = self.run_values(inputs)
+        drift = []
+        for step in self.steps:
+            op = self.graph.operators[step.index]
+            y_i = op.outputs[0]
+            n = int(np.asarray(values[y_i]).size)
+            if step.mvp is None:
+                drift.append({"elements": n, "drift_elements": 0, "drift_max_steps": 0.0})
+                continue
+            local = list(values)
+            self.reference_step(step).run(local)
+            d = _steps_apart(values[y_i], local[y_i], self.graph.tensors[y_i])
+            drift.append({"elements": n, "drift_elements": int(np.count_nonzero(d)),
+                          "drift_max_steps": float(d.max()) if d.size else 0.0})
+        outputs = [values[i].reshape(self.graph.tensors[i].shape) for i in self.graph.outputs]
+        return outputs, drift
 
 
 _CACHE: dict[tuple[str, str], CompiledModel] = {}
 
 
+_BLAS_LIMITED = False
+
+
+def _single_threaded_blas() -> None:
+    """The matrix products are small: BLAS threads only contend (workers run one per core)."""
+    global _BLAS_LIMITED
+    if not _BLAS_LIMITED:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=1, user_api="blas")
+        _BLAS_LIMITED = True
+
+
 def compile_model(graph: Graph, accelerator: str = "none") -> CompiledModel:
+    _single_threaded_blas()
     if accelerator not in ACCELERATORS:
         raise ModelError(f"unknown accelerator {accelerator!r}: expected one of {', '.join(ACCELERATORS)}")
     key = (graph.sha256, accelerator)
@@ -110,12 +174,73 @@ def compile_model(graph: Graph, accelerator: str = "none") -> CompiledModel:
     return compiled
 
 
-def run_model(model: Graph | bytes, inputs, accelerator: str = "none") -> EmulationResult:
-    """Runs one inference. `inputs`: one array per model input (or a single array)."""
+
+def _timing_model(timing):
+    from simulator.timing import TimingModel, load_timing_model
+    return timing if isinstance(timing, TimingModel) else load_timing_model(timing)
+
+
+def _steps_apart(a, b, t: Tensor) -> np.ndarray:
+    """|a - b| in quantization steps of tensor t (int8: integers; float: divided by the scale
+    of the int8 values it came from, 1 if unknown)."""
+    d = np.abs(np.asarray(a, dtype=np.float64).ravel() - np.asarray(b, dtype=np.float64).ravel())
+    if t.dtype != "int8" and t.scale is not None and len(t.scale) and float(t.scale[0]) > 0:
+        d = d / float(t.scale[0])
+    return d
+
+
+def run_model(model: Graph | bytes, inputs, accelerator: str = "none", compare_reference: bool = False,
+              timing=DEFAULT_TIMING) -> EmulationResult:
+    """Runs one inference. `inputs`: one array per model input (or a single array). Each layer
+    row carries the accelerator cycles of the programs it ran (priced by `timing`) and, with
+    `compare_reference`, its drift against the reference kernels on the same inputs."""
     graph = model if isinstance(model, Graph) else read_model(bytes(model))
     compiled = compile_model(graph, accelerator)
-    outputs = compiled.run(inputs)
-    return EmulationResult(outputs=outputs, layers=compiled.layer_info())
+    layers = compiled.layer_info(timing)
+    if compare_reference:
+        outputs, drift = compiled.layer_drift(inputs)
+        for row, d in zip(layers, drift):
+            row.update(d)
+    else:
+        outputs = compiled.run(inputs)
+    return EmulationResult(outputs=outputs, layers=layers)
+
+
+def emulate_profile(model: str | Path | bytes, accelerator: str = "mvp", timing=DEFAULT_TIMING,
+                    seed: int = 0, count: int = 1) -> dict:
+    """What the emulator adds to a profile (`mvpfarm profile --execute`): per layer the
+    accelerator cycles of the programs it executed and its drift against the reference kernels
+    (summed over `count` inputs drawn like the oracle's), and the model outputs' drift against a
+    reference-kernel run of the whole model.
+
+    {"accelerator", "timing", "seed", "count", "accelerator_cycles",
+     "layers": [{"index", "opcode", "on_mvp", "mvp_kernel", "accelerator_cycles", "elements",
+                 "drift_elements", "drift_max_steps"}],
+     "outputs": {"elements", "drift_elements", "drift_max_steps"}}"""
+    graph = read_model(bytes(model)) if isinstance(model, (bytes, bytearray)) else read_model_file(model)
+    tm = _timing_model(timing)
+    compiled = compile_model(graph, accelerator)
+    reference = compile_model(graph, "none") if accelerator != "none" else compiled
+    layers = [{"index": r["index"], "opcode": r["opcode"], "on_mvp": r["on_mvp"],
+               "mvp_kernel": r.get("mvp_kernel"), "accelerator_cycles": r["accelerator_cycles"],
+               "elements": 0, "drift_elements": 0, "drift_max_steps": 0.0}
+              for r in compiled.layer_info(tm)]
+    out_summary = {"elements": 0, "drift_elements": 0, "drift_max_steps": 0.0}
+    for x in draw_inputs(graph, seed, count):
+        outputs, drift = compiled.layer_drift([x])
+        for row, d in zip(layers, drift):
+            row["elements"] += d["elements"]
+            row["drift_elements"] += d["drift_elements"]
+            row["drift_max_steps"] = max(row["drift_max_steps"], d["drift_max_steps"])
+        ref_outputs = reference.run([x]) if reference is not compiled else outputs
+        for i, y, r in zip(graph.outputs, outputs, ref_outputs):
+            d = _steps_apart(y, r, graph.tensors[i])
+            out_summary["elements"] += int(d.size)
+            out_summary["drift_elements"] += int(np.count_nonzero(d))
+            out_summary["drift_max_steps"] = max(out_summary["drift_max_steps"], float(d.max()) if d.size else 0.0)
+    return {"accelerator": accelerator, "timing": tm.name, "seed": seed, "count": count,
+            "accelerator_cycles": sum(r["accelerator_cycles"] for r in layers),
+            "layers": layers, "outputs": out_summary}
 
 
 def draw_inputs(graph: Graph, seed: int, count: int) -> list[np.ndarray]:
@@ -282,6 +407,20 @@ def _build_conv(graph: Graph, op: Operator):
     bias = _bias(graph, op, 2, oc)
     groups = ic // icg
     xi, yi = op.inputs[0], op.outputs[0]
+    if groups == 1:
+        # one exact matrix product over the im2col rows (kernels_ref: matrix-product forms)
+        w_abs = np.abs(weights.reshape(-1, oc).astype(np.float64)).sum(axis=0).max(initial=0.0)
+        dtype = K.exact_float_type(float(w_abs), float(max(abs(-128 - in_zp), abs(127 - in_zp))))
+        w_mat = np.ascontiguousarray(weights.reshape(-1, oc).astype(dtype))
+        im2col = K.Im2col(x_t.shape, dtype, -in_zp, pad_t, pad_l, hp, wp, kh, kw, sh, sw, dh, dw,
+                          out_h, out_w)
+        requant = K.requantize_matrix
+        shape = y_t.shape
+
+        def run(values):
+            acc = im2col(values[xi]) @ w_mat
+            values[yi] = requant(acc, bias, mult, shift, out_zp, act_min, act_max).reshape(shape)
+        return run, {}
 
     def run(values):
         xp = K.pad_offset_input(values[xi], np.int32(-in_zp), pad_t, pad_l, hp, wp)
@@ -347,11 +486,17 @@ def _build_fc(graph: Graph, op: Operator):
     weights = np.ascontiguousarray(w_t.data.astype(np.int32) - w_zp)
     bias = _bias(graph, op, 2, oc)
     xi, yi = op.inputs[0], op.outputs[0]
+    w_abs = np.abs(weights.astype(np.float64)).sum(axis=1).max(initial=0.0)
+    dtype = K.exact_float_type(float(w_abs), float(max(abs(-128 - in_zp), abs(127 - in_zp))))
+    w_mat = np.ascontiguousarray(weights.T.astype(dtype))
+    offset = dtype(-in_zp)
+    requant = K.requantize_matrix
+    shape = y_t.shape
 
     def run(values):
-        values[yi] = K.fully_connected(values[xi].reshape(batches, k), np.int32(-in_zp), weights,
-                                       bias, mult, shift, out_zp, act_min, act_max
-                                       ).reshape(y_t.shape)
+        xo = values[xi].reshape(batches, k).astype(dtype)
+        xo += offset
+        values[yi] = requant(xo @ w_mat, bias, mult, shift, out_zp, act_min, act_max).reshape(shape)
     return run, {}
 
 
@@ -660,5 +805,5 @@ _BUILDERS = {
     "leaky_relu": _build_leaky_relu,
 }
 
-__all__ = ["run_model", "emulate_file", "compile_model", "draw_inputs", "EmulationResult",
-           "CompiledModel", "ACCELERATORS"]
+__all__ = ["run_model", "emulate_file", "emulate_profile", "compile_model", "draw_inputs",
+           "EmulationResult", "CompiledModel", "ACCELERATORS"]

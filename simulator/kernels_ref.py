@@ -104,27 +104,6 @@ def depthwise_conv2d(xp, weights, bias, multiplier, shift, out_offset, act_min, 
 
 
 @njit(cache=True)
-def fully_connected(x, in_offset, weights, bias, multiplier, shift, out_offset, act_min, act_max):
-    """x [B, K] int8; weights [OC, K] int32 (weight offset already added); per-channel or
-    broadcast multiplier arrays of length OC."""
-    batches, k = x.shape
-    oc = weights.shape[0]
-    out = np.empty(batches * oc, dtype=np.int8)
-    xo = np.empty(k, dtype=np.int32)
-    acc = np.empty(oc, dtype=np.int32)
-    for b in range(batches):
-        for i in range(k):
-            xo[i] = np.int32(x[b, i]) + in_offset
-        for c in range(oc):
-            s = np.int32(0)
-            for i in range(k):
-                s += xo[i] * weights[c, i]
-            acc[c] = s + bias[c]
-        _requantize_store(acc, multiplier, shift, out_offset, act_min, act_max, out, b * oc)
-    return out
-
-
-@njit(cache=True)
 def transpose_conv(x, in_offset, weights, bias, multiplier, shift, out_offset, act_min, act_max,
                    stride_h, stride_w, pad_h, pad_w, out_h, out_w):
     """x [N, H, W, IC] int8; weights [OC, KH, KW, IC] int8 (TFLM's scatter formulation)."""
@@ -412,3 +391,59 @@ def leaky_relu(x, input_offset, m_identity, s_identity, m_alpha, s_alpha, output
             r = output_offset + mul_by_quantized_multiplier(v, m_alpha, s_alpha)
         out[i] = min(max(r, -128), 127)
     return out
+
+
+# ----------------------------------------------------------------------------- matrix-product forms
+# Convolution and fully connected as one matrix product (im2col) in floating point: every input
+# and weight is a small integer, so when the sum of |products| stays below the float type's
+# exact-integer limit (2^24 for float32, 2^53 for float64) every partial sum is exact whatever
+# order BLAS adds them in, and the int32 accumulator of the reference kernel is recovered
+# exactly. The requantization afterwards is TFLM's, in integers.
+
+def exact_float_type(weights_abs_sum_max: float, input_abs_max: float):
+    """float32 when every dot product's partial sums stay exact in it, else float64."""
+    return np.float32 if weights_abs_sum_max * input_abs_max < 2.0 ** 24 else np.float64
+
+
+@njit(cache=True)
+def requantize_matrix(acc, bias, multiplier, shift, out_offset, act_min, act_max):
+    """acc [P, OC] (exact integers in floating point) + bias -> int8, TFLM's per-channel
+    requantization (int32 accumulator, single rounding)."""
+    p, oc = acc.shape
+    out = np.empty(p * oc, dtype=np.int8)
+    for i in range(p):
+        for c in range(oc):
+            a = wrap32(np.int64(acc[i, c]) + bias[c])
+            v = mul_by_quantized_multiplier(a, multiplier[c], shift[c]) + out_offset
+            if v < act_min:
+                v = act_min
+            elif v > act_max:
+                v = act_max
+            out[i * oc + c] = v
+    return out
+
+
+class Im2col:
+    """The patches of a padded NHWC input as rows, into a buffer allocated once per layer."""
+
+    def __init__(self, shape, dtype, in_offset, pad_t, pad_l, padded_h, padded_w, kh, kw,
+                 stride_h, stride_w, dil_h, dil_w, out_h, out_w):
+        n, h, w, c = shape
+        self.padded = np.zeros((n, padded_h, padded_w, c), dtype=dtype)  # the border stays 0
+        self.interior = self.padded[:, pad_t:pad_t + h, pad_l:pad_l + w, :]
+        self.in_offset = dtype(in_offset)
+        sn, sh, sw, sc = self.padded.strides
+        self.window_shape = (n, out_h, out_w, kh, kw, c)
+        self.window_strides = (sn, sh * stride_h, sw * stride_w, sh * dil_h, sw * dil_w, sc)
+        self.shape = (n * out_h * out_w, kh * kw * c)
+        # a 1x1 stride-1 conv without padding needs no copy: the input already is the matrix
+        self.direct = (kh == kw == 1 and stride_h == stride_w == 1 and padded_h == h and padded_w == w)
+
+    def __call__(self, x) -> np.ndarray:
+        np.add(x, self.in_offset, out=self.interior, casting="unsafe")
+        if self.direct:
+            return self.padded.reshape(self.shape)
+        # numpy's strided copy of the windows beats a hand loop here (measured)
+        windows = np.lib.stride_tricks.as_strided(self.padded, self.window_shape, self.window_strides,
+                                                  writeable=False)
+        return windows.reshape(self.shape)

@@ -17,9 +17,10 @@ The interpreter is one numba function over numerically encoded programs:
   ALU op with binary16 rounding (`fp16.round_f16`), then stores (int8: round to nearest even,
   saturating).
 
-What the kernels do on the CPU around the programs (the clamp pass, the odd ADD element,
-Conv1D edge columns, the per-unit FC bias register) is done here in plain code, following
-../shared/mvp/FACTS.md section 3.
+The programs carry everything the MVP needs (registers included); what the kernels do on the
+CPU around them (the clamp pass's remainder, the odd ADD/MUL element, Conv1D edge columns) the
+plan lists as `cpu_work`, executed here after the programs, following ../shared/mvp/FACTS.md
+section 3.
 """
 from __future__ import annotations
 
@@ -246,7 +247,7 @@ class Memory:
         return mem[b:b + n_slots]
 
 
-def encode_programs(programs: list, memory: Memory, register_overrides: list | None = None):
+def encode_programs(programs: list, memory: Memory):
     """Packs programs into the interpreter's arrays."""
     k = len(programs)
     regs = np.zeros((k, 8, 2))
@@ -258,9 +259,6 @@ def encode_programs(programs: list, memory: Memory, register_overrides: list | N
     for p_i, prog in enumerate(programs):
         for r, re, im in prog.registers:
             regs[p_i, r] = (F.round_f16(float(re)), F.round_f16(float(im)))
-        if register_overrides is not None:
-            for r, (re, im) in register_overrides[p_i].items():
-                regs[p_i, r] = (re, im)
         for a_i, arr in enumerate(prog.arrays):
             if arr is None:
                 continue
@@ -295,95 +293,108 @@ def encode_programs(programs: list, memory: Memory, register_overrides: list | N
 
 # ----------------------------------------------------------------------------- layers
 
-def _q(t):
-    zp = int(t.zero_point[0]) if t.zero_point is not None and len(t.zero_point) else 0
-    return float(t.scale[0]), zp
+@njit(cache=True)
+def conv1d_column(mem, in_base, f_base, b_base, s_base, o_base, has_bias, out_x, w_in, c_in, c_out,
+                  fw, stride_w, pad_w, input_offset, output_offset, act_min, act_max):
+    """One SAME-padded edge column of a wide Conv1D, computed by the CPU in binary16 as the SDK's
+    conv1d_one_column does (float products added into a binary16 accumulator; the result
+    truncated, not rounded, to an integer)."""
+    x0 = out_x * stride_w - pad_w
+    f0 = max(0, -x0)
+    f1 = min(fw, w_in - x0)
+    for oc in range(c_out):
+        acc = 0.0
+        for fx in range(f0, f1):
+            for ic in range(c_in):
+                v = (mem[in_base + (x0 + fx) * c_in + ic] + input_offset) \
+                    * mem[f_base + (oc * fw + fx) * c_in + ic] * 2.0 ** -15
+                acc = F.round_f16(np.float32(acc + v))
+        if has_bias:
+            acc = F.round_f16(acc + mem[b_base + oc])
+        acc = F.round_f16(acc * mem[s_base + oc])
+        r = int(acc) + output_offset
+        mem[o_base + out_x * c_out + oc] = min(max(r, act_min), act_max)
 
 
-def _f16(x: float) -> float:
-    return float(F.round_f16(float(x)))
+def _odd_element(mem, memory: Memory, work: dict) -> None:
+    """The odd last element of an MVP ADD or MUL, computed by the CPU (SDK: float32 for ADD,
+    a binary16 product for MUL), rounded half away from zero and saturated."""
+    f32 = np.float32
+    i = work["index"]
+    a = int(mem[memory.base["input"] + i]) - work["input_zp"]
+    b = int(mem[memory.base["input2"] + i]) - work["input2_zp"]
+    if work["kind"] == "add":
+        v = f32(f32(a) * f32(work["s1"])) + f32(f32(b) * f32(work["s2"]))
+        v = f32(f32(v) * f32(work["multiplier"])) + f32(work["output_zp"])
+    else:
+        prod = np.float16(a * b)
+        v = np.float16(f32(f32(prod) * f32(work["multiplier"])) + f32(work["output_zp"]))
+    r = math.copysign(math.floor(abs(float(v)) + 0.5), float(v))
+    mem[memory.base["output"] + i] = min(max(r, -128.0), 127.0)
 
 
-def _shift_arrays(program, shifts: dict):
-    """The program with some buffers' base offsets moved by `shifts[buffer]` bytes."""
-    arrays = tuple(None if a is None else
-                   dataclasses.replace(a, byte_offset=a.byte_offset + shifts.get(a.buffer, 0))
-                   for a in program.arrays)
-    return dataclasses.replace(program, arrays=arrays)
+@dataclasses.dataclass
+class MvpLayer:
+    """One layer compiled for execution: its buffers' layout, its encoded launches, its CPU work."""
+    plan: object
+    launches: list
+    memory: Memory
+    base_mem: np.ndarray
+    encoded: tuple
+    input_ids: tuple
+    output_id: int
+    output_shape: tuple
+    cpu_work: tuple
+    column_args: tuple = ()
+
+    def run(self, values: list) -> None:
+        mem = self.base_mem.copy()
+        for name, ti in zip(("input", "input2"), self.input_ids):
+            x = values[ti].reshape(-1)
+            b = self.memory.base[name]
+            mem[b:b + x.size] = x
+        run_programs(mem, *self.encoded, FUSED_MAC, STORE_TIES_EVEN)
+        out_b = self.memory.base["output"]
+        for work in self.cpu_work:
+            if work["op"] == "clamp":
+                lo = out_b + work["start"]
+                mem[lo:lo + work["count"]] = np.clip(mem[lo:lo + work["count"]], work["min"], work["max"])
+            elif work["op"] == "odd_element":
+                _odd_element(mem, self.memory, work)
+            elif work["op"] == "conv1d_column":
+                conv1d_column(mem, *self.column_args[:6], work["out_x"], *self.column_args[6:])
+        n = int(np.prod(self.output_shape))
+        values[self.output_id] = mem[out_b:out_b + n].astype(np.int8).reshape(self.output_shape)
+
+    def accelerator_cycles(self, timing) -> int:
+        """The cycles of the launches this layer executes, priced by a timing model."""
+        return int(round(sum(timing.program_cycles(pr) for pr in self.launches
+                             if timing.counts_kind(pr.kind))))
 
 
-def _launches(plan) -> list:
-    """Every launch in order. Where the CPU repeats one program over channels (generic
-    pooling: one launch per channel or channel pair; generic depthwise with the channel loop
-    outside: one launch per input channel), the model counts the repeats; the CPU moves the
-    buffer pointers between them, which is done here."""
-    if plan.expand is not None:
-        return list(plan.launches())
-    out = []
-    for program, count in plan.programs:
-        if program.kind in ("max_pool_2d/generic", "average_pool_2d/generic") and count > 1:
-            step = 2 if program.arrays[0].complex else 1
-            out += [_shift_arrays(program, {"input": c * step, "output": c * step})
-                    for c in range(count)]
-        elif program.kind == "depthwise_conv_2d/generic" and count > 1:
-            mult = plan.depth_multiplier
-            out += [_shift_arrays(program, {"input": c, "output": c * mult, "filter": c * mult,
-                                            "bias": 2 * c * mult, "scaler": 2 * c * mult})
-                    for c in range(count)]
-        else:
-            out += [program] * count
-    return out
-
-
-def plan_layer(graph: Graph, op: Operator):
-    """An emulator Step running the layer's MVP programs, or None for a reference-kernel layer."""
+def compile_layer(graph: Graph, op: Operator, plan) -> MvpLayer:
+    """Lays out the buffers the layer's programs address and encodes every launch."""
     from simulator import mvp_kernels
-    from simulator.emulator import Step, _reference_step
-    plan = mvp_kernels.plan_layer(graph, op)
-    if not plan.runs_on_mvp or not plan.programs:
-        return None
-    if not plan.supported and op.opcode == "depthwise_conv_2d":
-        # The vendor simulator's Prepare rejects these (FACTS: uninitialised-pointer check) and
-        # runs them with the reference kernel; we follow the simulator, whose outputs we match.
-        return None
-    if plan.kernel == "conv_2d/mvp-conv1d":
-        # The model merges the width chunks' programs and does not place them at their
-        # columns yet; until it does, this layer runs the reference kernel (outputs may then
-        # differ from the MVP's by one step).
-        return None
-    if plan.kernel == "average_pool_2d/mvp":
-        return _avg_pool_generic_step(graph, op, plan)
-    if plan.kernel == "max_pool_2d/mvp":
-        # MAX2A/CLIP2A on int8 values are exact in binary16, so the MVP's result equals the
-        # reference kernel's; the generic pooling programs of the model do not walk the
-        # window rows per output row (reported to the program model's owner).
-        return None
-    if op.opcode == "depthwise_conv_2d":
-        w_shape, x_shape = graph.tensors[op.inputs[1]].shape, graph.tensors[op.inputs[0]].shape
-        plan.depth_multiplier = w_shape[3] // x_shape[3]
-    launches = [pr for pr in _launches(plan) if pr.kind != "clamp/i8"]
-    if not launches:
-        return None
+    launches = list(plan.launches())
     ins = graph.op_inputs(op)
     out_t = graph.op_outputs(op)[0]
-    x_t = ins[0]
     code = op.opcode
+    x_t = ins[2] if code == "transpose_conv" else ins[0]
     has_weights = code in ("conv_2d", "depthwise_conv_2d", "fully_connected", "transpose_conv")
     consts = mvp_kernels.prepare_constants(graph, op) if has_weights else {}
-    p = mvp_kernels.layer_params(graph, op)
 
     sizes = {"input": (x_t.n_elements, 1), "output": (out_t.n_elements, 1), "zero": (4, 2)}
-    if code == "add":
+    input_ids = (op.inputs[2],) if code == "transpose_conv" else (op.inputs[0],)
+    if code in ("add", "mul"):
         sizes["input2"] = (ins[1].n_elements, 1)
-    elif has_weights:
+        input_ids = (op.inputs[0], op.inputs[1])
+    if has_weights:
         sizes["filter"] = (ins[1].n_elements, 1)
-        if "bias" in consts:
-            sizes["bias"] = (2 * consts["bias"].size, 2)
-        if "scaler" in consts:
-            sizes["scaler"] = (2 * consts["scaler"].size, 2)
-    if any(pr.arrays and any(a is not None and a.buffer == "scratch" for a in pr.arrays)
-           for pr in launches):
-        sizes["scratch"] = (2 * x_t.n_elements, 2)
+        for name in ("bias", "scaler"):
+            if name in consts:
+                sizes[name] = (2 * consts[name].size, 2)
+    if plan.scratch_bytes:
+        sizes["scratch"] = (plan.scratch_bytes, 2)
     memory = Memory(sizes)
     base_mem = np.zeros(memory.size)
     if has_weights:
@@ -393,115 +404,25 @@ def plan_layer(graph: Graph, op: Operator):
             if name in consts:
                 v = consts[name].astype(np.float64).reshape(-1)
                 memory.view(base_mem, name, v.size)[:] = v
-
-    overrides = None
-    cpu_tail = None
-    if code == "fully_connected":
-        in_s, _ = _q(x_t)
-        out_s, _ = _q(out_t)
-        w_s = float(ins[1].scale[0])
-        scaler = _f16(in_s * w_s / out_s * 2.0 ** 15)
-        bias16 = consts.get("bias", np.zeros(p.units, dtype=np.float16)).astype(np.float64)
-        overrides = []
-        for i, pr in enumerate(launches):
-            o = {3: (scaler, scaler)}
-            if pr.kind == "fully_connected/large":
-                o[5] = (float(bias16[i % p.units]), 0.0)
-            overrides.append(o)
-    elif code == "add":
-        s1, z1 = _q(ins[0])
-        s2, z2 = _q(ins[1])
-        so, zo = _q(out_t)
-        regs = {0: (_f16(-z1 * s1),) * 2, 1: (_f16(s1),) * 2, 2: (_f16(-z2 * s2),) * 2,
-                3: (_f16(s2),) * 2, 4: (_f16(zo),) * 2, 5: (_f16(1.0 / so),) * 2}
-        overrides = [regs] * len(launches)
-        n = out_t.n_elements
-        if n % 2:
-            def cpu_tail(values, out):
-                a = float(values[op.inputs[0]].reshape(-1)[-1])
-                b = float(values[op.inputs[1]].reshape(-1)[-1])
-                v = np.float32((a - z1) * np.float32(s1) + (b - z2) * np.float32(s2))
-                r = math.copysign(math.floor(abs(v / np.float32(so)) + 0.5), v) + zo
-                out[-1] = min(max(r, p.act_min), p.act_max)
-
-    enc = encode_programs(launches, memory, overrides)
-    needs_clamp = p.do_activation and code in ("conv_2d", "depthwise_conv_2d", "fully_connected", "add") \
-        and not plan.kernel.endswith("mvp-opt")
-    wide_conv1d = plan.kernel == "conv_2d/mvp-conv1d"
-    reference = _reference_step(graph, op) if wide_conv1d else None
-    xi = op.inputs[0]
-    x2i = op.inputs[1] if code == "add" else None
-    yi = op.outputs[0]
-    in_base, in_n = memory.base["input"], x_t.n_elements
-    out_base, out_n = memory.base["output"], out_t.n_elements
-    in2_base = memory.base.get("input2")
-    fused, ties_even = FUSED_MAC, STORE_TIES_EVEN
-
-    def run(values):
-        mem = base_mem.copy()
-        mem[in_base:in_base + in_n] = values[xi].reshape(-1)
-        if x2i is not None:
-            mem[in2_base:in2_base + in_n] = values[x2i].reshape(-1)
-        if reference is not None:
-            # Conv1D edge columns run on the CPU: start from the reference result there
-            reference.run(values)
-            mem[out_base:out_base + out_n] = values[yi].reshape(-1)
-        run_programs(mem, *enc, fused, ties_even)
-        out = mem[out_base:out_base + out_n]
-        if cpu_tail is not None:
-            cpu_tail(values, out)
-        if needs_clamp:
-            out = np.clip(out, p.act_min, p.act_max)
-        values[yi] = out.astype(np.int8).reshape(out_t.shape)
-
-    return Step(op.index, code, "mvp", run, {"mvp_kernel": plan.kernel, "programs": len(launches)})
+    column_args: tuple = ()
+    if any(wk["op"] == "conv1d_column" for wk in plan.cpu_work):
+        p = mvp_kernels.layer_params(graph, op)
+        column_args = (memory.base["input"], memory.base["filter"], memory.base.get("bias", 0),
+                       memory.base["scaler"], memory.base["output"], "bias" in consts,
+                       p.w_in, p.c_in, p.c_out, p.fw, p.stride_w, p.pad_w, -p.input_zp, p.output_zp,
+                       p.act_min, p.act_max)
+    return MvpLayer(plan, launches, memory, base_mem, encode_programs(launches, memory), input_ids,
+                    op.outputs[0], tuple(out_t.shape), tuple(plan.cpu_work), column_args)
 
 
-@njit(cache=True)
-def avg_pool_fp16(x, fh, fw, sh, sw, pad_h, pad_w, out_h, out_w, act_min, act_max, do_act,
-                  ties_even):
-    """The generic MVP average pool, arithmetic as its programs do it (FACTS section 3): per
-    output pixel and channel, acc += x * 2^-15 over the window rows then columns (binary16),
-    then acc * fp16(2^15 / count), the optional CLIP2A, and the saturating int8 store."""
-    n, h, w, ch = x.shape
-    out = np.empty((n, out_h, out_w, ch), dtype=np.int8)
-    s = 2.0 ** -15
-    for b in range(n):
-        for oy in range(out_h):
-            y0 = oy * sh - pad_h
-            fy0 = max(0, -y0)
-            fy1 = min(fh, h - y0)
-            for ox in range(out_w):
-                x0 = ox * sw - pad_w
-                fx0 = max(0, -x0)
-                fx1 = min(fw, w - x0)
-                scale = F.round_f16(32768.0 / ((fy1 - fy0) * (fx1 - fx0)))
-                for c in range(ch):
-                    acc = 0.0
-                    for fy in range(fy0, fy1):
-                        for fx in range(fx0, fx1):
-                            acc = F.round_f16(x[b, y0 + fy, x0 + fx, c] * s + acc)
-                    v = F.round_f16(acc * scale)
-                    if do_act:
-                        v = min(max(v, float(act_min)), float(act_max))
-                    q = F.to_int8_saturating(v) if ties_even else F.to_int8_saturating_away(v)
-                    out[b, oy, ox, c] = q
-    return out
-
-
-def _avg_pool_generic_step(graph: Graph, op: Operator, plan):
-    """The generic average-pool path, executed from its arithmetic rather than its programs:
-    the program model's generic pooling programs do not yet walk the window per output row."""
+def plan_layer(graph: Graph, op: Operator):
+    """An emulator Step running the layer's MVP programs, or None for a layer the MVP does not
+    run (it falls back to the reference kernels)."""
     from simulator import mvp_kernels
     from simulator.emulator import Step
-    p = mvp_kernels.layer_params(graph, op)
-    out_t = graph.op_outputs(op)[0]
-    xi, yi = op.inputs[0], op.outputs[0]
-    ties_even = STORE_TIES_EVEN
-
-    def run(values):
-        values[yi] = avg_pool_fp16(values[xi], p.fh, p.fw, p.stride_h, p.stride_w, p.pad_h, p.pad_w,
-                                   p.h_out, p.w_out, p.act_min, p.act_max, p.do_activation,
-                                   ties_even).reshape(out_t.shape)
-    return Step(op.index, op.opcode, "mvp", run,
-                {"mvp_kernel": plan.kernel, "programs": plan.n_programs, "executed_as": "fp16 kernel"})
+    plan = mvp_kernels.plan_layer(graph, op)
+    if not plan.runs_on_mvp or not plan.programs:
+        return None
+    layer = compile_layer(graph, op, plan)
+    return Step(op.index, op.opcode, "mvp", layer.run,
+                {"mvp_kernel": plan.kernel, "programs": len(layer.launches)}, mvp=layer)

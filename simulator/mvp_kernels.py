@@ -4,7 +4,9 @@
 (and the reason when not), which kernel path runs it, and the programs it launches as
 (Program, repeat count) pairs. Identical launches are counted, not materialised, so planning a
 model takes milliseconds; `LayerPlan.launches()` yields every launch with its exact buffer
-offsets, in execution order, for the emulator.
+offsets and register values, in execution order, and `LayerPlan.cpu_work` lists what the kernel
+computes on the CPU around them (clamp remainder, odd ADD/MUL element, Conv1D edge columns), so
+the emulator executes exactly what the profiler prices.
 
 Kernel facts (program structure, path choices, limits) come from the Silicon Labs MVP kernels
 as shipped in MLTK 0.20 (the vendor simulator's build, with SL_MVP_OPTIMIZE_SPEED = 1: conv_2d
@@ -28,7 +30,8 @@ import numpy as np
 
 from simulator import mvp_checks as checks
 from simulator.graph import Graph, Operator
-from simulator.mvp_program import COL, ROW, VEC, Load, Program, ProgramBuilder, Store, violations
+from simulator.mvp_program import (COL, ROW, VEC, Load, Program, ProgramBuilder, Store, shifted,
+                                   violations)
 
 MVP_OPCODES = ("conv_2d", "depthwise_conv_2d", "fully_connected", "add", "mul", "average_pool_2d",
                "max_pool_2d", "transpose_conv")
@@ -48,6 +51,11 @@ class LayerPlan:
     runs_on_mvp: bool = False        # programs are launched (True also for the vendor quirks above)
     note: str | None = None          # more detail for a user (e.g. the vendor quirk at play)
     expand: Callable[[], Iterator[Program]] | None = field(default=None, repr=False)
+    # what the kernel does on the CPU around its programs, as data the emulator executes:
+    # {"op": "clamp", "start", "count", "min", "max"}, {"op": "odd_element", ...},
+    # {"op": "conv1d_column", "out_x", ...}
+    cpu_work: tuple = ()
+    scratch_bytes: int = 0           # the fp16 scratch buffer the programs address (conv, transpose conv)
 
     @property
     def n_programs(self) -> int:
@@ -127,6 +135,13 @@ class LayerParams:
     bias_length: int = 0
     bias_max_abs: float = 0.0
     has_bias: bool = False
+    # quantization that program registers are derived from (per-tensor values; float32 as stored)
+    input_scale: float = 0.0
+    input2_scale: float = 0.0
+    input2_zp: int = 0
+    output_scale: float = 0.0
+    weight_scale: float = 0.0        # the filter's first scale (FC uses one scaler for all units)
+    bias_f16: bytes = b""            # FC large path: each unit's bias goes into a register
 
     @property
     def do_activation(self) -> bool:
@@ -163,6 +178,8 @@ def layer_params(graph: Graph, op: Operator) -> LayerParams:
                                                  float(out.scale[0]), zp)
     if x.zero_point is not None and len(x.zero_point):
         p.input_zp = int(x.zero_point[0])
+    p.input_scale = _first_scale(x)
+    p.output_scale = _first_scale(out)
     if len(x.shape) == 4:
         p.batches, p.h_in, p.w_in, p.c_in = x.shape
     if len(out.shape) == 4:
@@ -188,6 +205,7 @@ def layer_params(graph: Graph, op: Operator) -> LayerParams:
         p.batches = x.n_elements // max(1, p.accum)
         if w.zero_point is not None and len(w.zero_point):
             p.weight_zero_point = int(np.max(np.abs(w.zero_point)))
+        p.weight_scale = _first_scale(w)
         bias = ins[2] if len(ins) > 2 else None
     elif code in ("conv_2d", "depthwise_conv_2d"):
         bias = ins[2] if len(ins) > 2 else None
@@ -195,12 +213,26 @@ def layer_params(graph: Graph, op: Operator) -> LayerParams:
         bias = ins[3] if len(ins) > 3 else None
     elif code in ("add", "mul"):
         p.input2_shape = tuple(ins[1].shape)
+        p.input2_scale = _first_scale(ins[1])
+        if ins[1].zero_point is not None and len(ins[1].zero_point):
+            p.input2_zp = int(ins[1].zero_point[0])
     if bias is not None:
         p.has_bias = True
         p.bias_length = bias.n_elements
         if bias.data is not None and bias.data.size:
             p.bias_max_abs = float(np.max(np.abs(bias.data.astype(np.float64))))
+            if code == "fully_connected" and p.accum > p.fc_max_accum:
+                p.bias_f16 = _bias_f16(bias.data).tobytes()
     return p
+
+
+def _first_scale(t) -> float:
+    return float(t.scale[0]) if t.scale is not None and len(t.scale) else 0.0
+
+
+def _bias_f16(bias: np.ndarray) -> np.ndarray:
+    """Prepare's fp16 bias: bias_int32 * 2^-15."""
+    return (bias.reshape(-1).astype(np.float64) * S).astype(np.float16)
 
 
 def _first_failure(*results) -> str | None:
@@ -230,53 +262,109 @@ def _edge_groups(n_out: int, n_in: int, f: int, stride: int, pad: int):
         out_min = out_max + 1
 
 
-def _clamp_programs(p: LayerParams, n_elements: int) -> list:
-    """The int8 clamp pass after conv, generic depthwise, FC and ADD: programs of up to 2048
-    elements (4 per iteration as complex int8 pairs); the remainder and small outputs on the CPU."""
-    if not p.do_activation or n_elements <= CLAMP_CPU_MAX_ELEMENTS:
-        return []
-    pairs: dict[int, int] = {}
+def _clamp(p: LayerParams, n_elements: int, byte_offset: int = 0) -> tuple[list, tuple]:
+    """The int8 clamp pass after conv, generic depthwise, FC, ADD and MUL over `n_elements` of the
+    output from `byte_offset`: programs of up to 2048 elements (4 per iteration as complex int8
+    pairs), in order, and the CPU's share (small outputs, the remainder) as cpu_work."""
+    if not p.do_activation:
+        return [], ()
+    programs = []
     start = 0
-    while n_elements - start >= 4:
-        n = min(2048, n_elements - start) // 4
-        pairs[n] = pairs.get(n, 0) + 1
-        start += 4 * n
-    out = []
-    for n, count in pairs.items():
-        b = ProgramBuilder("clamp/i8")
-        b.reg(0, p.act_min, p.act_min)
-        b.reg(1, p.act_max, p.act_max)
-        b.array(0, "output", 0, "int8", True, (1, n, 2), (0, 2, 1))
-        b.begin_loop(n)
-        b.begin_loop(2)
-        b.compute("CLIP2A", z=2, x=0, y=1, a=2, loads=[Load(2, 0)], store=Store(2, 0, (COL,)))
-        b.end_loop()
-        b.postloop_incr(0, ROW)
-        b.end_loop()
-        out.append((b.build(), count))
-    return out
+    if n_elements > CLAMP_CPU_MAX_ELEMENTS:
+        while n_elements - start >= 4:
+            n = min(2048, n_elements - start) // 4
+            b = ProgramBuilder("clamp/i8")
+            b.reg(0, p.act_min, p.act_min)
+            b.reg(1, p.act_max, p.act_max)
+            b.array(0, "output", byte_offset + start, "int8", True, (1, n, 2), (0, 2, 1))
+            b.begin_loop(n)
+            b.begin_loop(2)
+            b.compute("CLIP2A", z=2, x=0, y=1, a=2, loads=[Load(2, 0)], store=Store(2, 0, (COL,)))
+            b.end_loop()
+            b.postloop_incr(0, ROW)
+            b.end_loop()
+            programs.append((b.build(), 1))
+            start += 4 * n
+    work = ()
+    if start < n_elements:
+        work = ({"op": "clamp", "start": byte_offset + start, "count": n_elements - start,
+                 "min": p.act_min, "max": p.act_max},)
+    return programs, work
 
 
 def _merge(pairs: list) -> list:
-    """Adds up the counts of identical programs."""
+    """Adds up the counts of identical programs (the form timing models price)."""
     merged: dict = {}
     for program, n in pairs:
         merged[program] = merged.get(program, 0) + n
     return list(merged.items())
 
 
+def _per_batch(ordered: list, p: LayerParams, in_bytes: int, out_bytes: int,
+               channel_shifts: Callable[[int], dict] | None = None, n_channels: int = 1):
+    """Every launch of `ordered` [(Program, count)], in order: a program counted `batches x
+    n_channels` times is launched once per batch (and per channel group, the CPU moving the
+    buffer pointers); the clamp programs (count 1) run once. Batches move the input by
+    `in_bytes`, its fp16 scratch copy by twice that, the output by `out_bytes`."""
+    def expand():
+        for program, count in ordered:
+            if count == 1 and program.kind == "clamp/i8":
+                yield program
+                continue
+            for batch in range(p.batches):
+                for ch in range(n_channels):
+                    shifts = {"input": batch * in_bytes, "input2": batch * in_bytes,
+                              "scratch": 2 * batch * in_bytes, "output": batch * out_bytes}
+                    if channel_shifts is not None:
+                        for k, v in channel_shifts(ch).items():
+                            shifts[k] = shifts.get(k, 0) + v
+                    yield shifted(program, shifts)
+    return expand
+
+
+def _y_grouping(stride_h: int, h_t: int, fh_t: int, single_x: bool) -> tuple[int, int]:
+    """(in_y_extra, out_y_incr): how a program walks output rows whose windows overlap (the
+    SDK's conv and pooling kernels): when the truncated filter is taller than the stride, each
+    program takes every out_y_incr-th row, and the input row index skips in_y_extra rows more."""
+    if h_t == 1 or single_x or stride_h == fh_t:
+        return 0, 1
+    if stride_h > fh_t:
+        return stride_h - fh_t, 1
+    q, r = divmod(fh_t, stride_h)
+    return (0, q) if r == 0 else (stride_h - r, q + 1)
+
+
+def _row_skips(b: ProgramBuilder, left: int, array: int) -> None:
+    """The input rows still to skip after an output row: NOOP loops whose exhaustion increments
+    the array's ROW index (one extra increment per enclosing loop)."""
+    if left == 1:
+        b.begin_loop(1)
+        b.compute("NOOP")
+        b.end_loop()
+        b.postloop_incr(array, ROW)
+    elif left > 1:
+        b.begin_loop(left - 1)
+        b.begin_loop(1)
+        b.compute("NOOP")
+        b.end_loop()
+        b.postloop_incr(array, ROW)
+        b.end_loop()
+        b.postloop_incr(array, ROW)
+
+
 # ------------------------------------------------------------------ conv_2d
 
-def _conv_prescale_program(p: LayerParams, h: int, w: int, byte_offset: int) -> Program:
-    """SL_MVP_OPTIMIZE_SPEED: the input converted once to fp16 (x - zp) * 2^-15 into a scratch buffer."""
+def _conv_prescale_program(p: LayerParams, h: int, w: int, input_offset: int) -> Program:
+    """SL_MVP_OPTIMIZE_SPEED: the input converted once to fp16 (x - zp) * 2^-15 into the scratch
+    buffer (from its start: a Conv1D chunk reuses it)."""
     c = p.c_in
-    packed = c % 2 == 0 and (w * c) % 2 == 0 and byte_offset % 2 == 0
+    packed = c % 2 == 0 and (w * c) % 2 == 0
     cp = c // 2 if packed else c
     b = ProgramBuilder("conv_2d/prescale")
     b.reg(0, S)
     b.reg(1, -p.input_zp * S, -p.input_zp * S if packed else 0.0)
-    b.array(0, "input", byte_offset, "int8", packed, (h, w, cp), (w * cp, cp, 1))
-    b.array(1, "scratch", 2 * byte_offset, "binary16", packed, (h, w, cp), (w * cp, cp, 1))
+    b.array(0, "input", input_offset, "int8", packed, (h, w, cp), (w * cp, cp, 1))
+    b.array(1, "scratch", 0, "binary16", packed, (h, w, cp), (w * cp, cp, 1))
     b.begin_loop(h)
     b.begin_loop(w)
     b.begin_loop(cp)
@@ -291,9 +379,9 @@ def _conv_prescale_program(p: LayerParams, h: int, w: int, byte_offset: int) -> 
     return b.build()
 
 
-def _conv_main_programs(p: LayerParams, w_in: int, w_out: int, pad_w: int,
-                        in_col0: int, out_col0: int) -> list:
-    """The conv programs for one (possibly chunked) width: [(Program, count)]; count covers batches."""
+def _conv_main_programs(p: LayerParams, w_in: int, w_out: int, pad_w: int, out_col0: int) -> list:
+    """The conv programs for one (possibly chunked) width, in launch order: [(Program, batches)].
+    The input is the fp16 scratch copy (from its start); outputs start at column out_col0."""
     out = []
     ci, co = p.c_in, p.c_out
     for ox_min, ox_max, fx_start, fw_t in _edge_groups(w_out, w_in, p.fw, p.stride_w, pad_w):
@@ -301,13 +389,7 @@ def _conv_main_programs(p: LayerParams, w_in: int, w_out: int, pad_w: int,
         single_x = w_t <= 1
         for oy_min, oy_max, fy_start, fh_t in _edge_groups(p.h_out, p.h_in, p.fh, p.stride_h, p.pad_h):
             h_t = oy_max - oy_min + 1
-            if h_t == 1 or single_x or p.stride_h == fh_t:
-                in_y_extra, out_y_incr = 0, 1
-            elif p.stride_h > fh_t:
-                in_y_extra, out_y_incr = p.stride_h - fh_t, 1
-            else:
-                q, r = divmod(fh_t, p.stride_h)
-                out_y_incr, in_y_extra = (q, 0) if r == 0 else (q + 1, p.stride_h - r)
+            in_y_extra, out_y_incr = _y_grouping(p.stride_h, h_t, fh_t, single_x)
             for off in range(min(out_y_incr, h_t)):
                 oy_size = _ceil_div(h_t - off, out_y_incr)
                 extra_adj = 0 if oy_size == 1 else in_y_extra
@@ -319,9 +401,9 @@ def _conv_main_programs(p: LayerParams, w_in: int, w_out: int, pad_w: int,
                 f_base = (fy_start * p.fw + fx_start) * ci
                 f_col, f_row, f_vec = fw_t * ci, p.fw * ci, p.fh * p.fw * ci
                 y0 = (oy_min + off) * p.stride_h - p.pad_h + fy_start
-                x0 = in_col0 + ox_min * p.stride_w - pad_w + fx_start
-                i_base = (y0 * p.w_in + x0) * ci
-                i_col, i_row = fw_t * ci, p.w_in * ci
+                x0 = ox_min * p.stride_w - pad_w + fx_start
+                i_base = (y0 * w_in + x0) * ci
+                i_col, i_row = fw_t * ci, w_in * ci
                 if single_x:
                     i_vec, i_vec_n = p.stride_h * i_row, h_t
                 else:
@@ -374,19 +456,7 @@ def _conv_main_programs(p: LayerParams, w_in: int, w_out: int, pad_w: int,
                     b.compute("NOOP", loads=[Load(7, 4, (VEC,))])
                     b.end_loop()
                 b.compute("COPY", z=5, a=4)
-                if left == 1:
-                    b.begin_loop(1)
-                    b.compute("NOOP")
-                    b.end_loop()
-                    b.postloop_incr(0, ROW)
-                elif left > 1:
-                    b.begin_loop(left - 1)
-                    b.begin_loop(1)
-                    b.compute("NOOP")
-                    b.end_loop()
-                    b.postloop_incr(0, ROW)
-                    b.end_loop()
-                    b.postloop_incr(0, ROW)
+                _row_skips(b, left, 0)
                 b.end_loop()
                 b.postloop_incr(4, ROW)
                 if not single_x:
@@ -405,33 +475,48 @@ def _plan_conv(p: LayerParams) -> LayerPlan:
         fail = _first_failure(checks.check_conv_prescale_stride(p), checks.check_conv_output_stride(p))
     if fail:
         return LayerPlan(False, fail, "conv_2d/cmsis")
+    in_bytes, out_bytes = p.h_in * p.w_in * p.c_in, p.h_out * p.w_out * p.c_out
+    work: tuple = ()
     if p.is_wide_conv1d:
-        programs = _conv1d_chunks(p)
+        ordered, work = _conv1d_chunks(p)
         kernel = "conv_2d/mvp-conv1d"
     else:
-        programs = [(_conv_prescale_program(p, p.h_in, p.w_in, 0), p.batches)]
-        programs += _conv_main_programs(p, p.w_in, p.w_out, p.pad_w, 0, 0)
+        ordered = [(_conv_prescale_program(p, p.h_in, p.w_in, 0), p.batches)]
+        ordered += _conv_main_programs(p, p.w_in, p.w_out, p.pad_w, 0)
         kernel = "conv_2d/mvp"
-    fail = checks.check_programs_fit(p, programs) if programs else "Hardware limits exceeded"
+    fail = checks.check_programs_fit(p, ordered) if ordered else "Hardware limits exceeded"
     if fail:
         return LayerPlan(False, fail, "conv_2d/cmsis")
-    programs = _merge(programs + _clamp_programs(p, p.batches * p.h_out * p.w_out * p.c_out))
-    return LayerPlan(True, None, kernel, programs, runs_on_mvp=True)
+    if not p.is_wide_conv1d:
+        clamp, work = _clamp(p, p.batches * out_bytes)
+        ordered = ordered + clamp
+    return LayerPlan(True, None, kernel, _merge(ordered), runs_on_mvp=True,
+                     expand=_per_batch(ordered, p, in_bytes, out_bytes), cpu_work=work,
+                     scratch_bytes=2 * p.batches * in_bytes)
 
 
-def _conv1d_chunks(p: LayerParams) -> list:
+def _conv1d_chunks(p: LayerParams) -> tuple[list, tuple]:
     """Wide Conv1D: SAME-padded edge columns on the CPU, the rest as VALID convolutions over
-    width chunks that fit the MVP, each with its own input pre-scaling program."""
-    out = []
+    width chunks that fit the MVP, each pre-scaling its own input into the scratch buffer's
+    start, writing its own output columns and clamping them. Returns the programs in launch
+    order and the CPU's work."""
+    ordered: list = []
+    work: list = []
     remaining_in, remaining_out, in_col, out_col = p.w_in, p.w_out, 0, 0
     if p.padding_same:
         total = max((p.w_out - 1) * p.stride_w + p.fw - p.w_in, 0)
         pad_left, pad_right = total // 2, total - total // 2
+        column = 0
         while pad_left > 0:      # one output column each, computed on the CPU
+            work.append(column)
+            column += 1
             pad_left -= p.stride_w
             out_col += 1
             remaining_out -= 1
+        column = p.w_out - 1
         while pad_right > 0:
+            work.append(column)
+            column -= 1
             pad_right -= p.stride_w
             remaining_out -= 1
         remaining_in += pad_left  # pad_left <= 0 here: skip the inputs the CPU columns consumed
@@ -449,14 +534,19 @@ def _conv1d_chunks(p: LayerParams) -> list:
             break
         sub = LayerParams(**{**p.__dict__, "w_in": chunk_in, "w_out": chunk_out, "pad_w": 0,
                              "padding_same": False})
-        out.append((_conv_prescale_program(sub, 1, chunk_in, in_col * p.c_in), p.batches))
-        out += _conv_main_programs(sub, chunk_in, chunk_out, 0, 0, 0)
+        ordered.append((_conv_prescale_program(sub, 1, chunk_in, in_col * p.c_in), p.batches))
+        ordered += _conv_main_programs(sub, chunk_in, chunk_out, 0, out_col)
+        clamp, clamp_work = _clamp(p, chunk_out * p.c_out, out_col * p.c_out)
+        ordered += clamp
+        work += clamp_work
         step = chunk_in - p.fw + p.stride_w
         remaining_in -= step
         remaining_out -= chunk_out
         in_col += step
         out_col += chunk_out
-    return out
+    cpu = tuple({"op": "conv1d_column", "out_x": c, "pad_w": p.pad_w} if isinstance(c, int) else c
+                for c in work)
+    return ordered, cpu
 
 
 # ------------------------------------------------------------------ depthwise_conv_2d
@@ -533,11 +623,13 @@ def _per_pixel_classes(p: LayerParams, builder) -> tuple[list, Callable]:
             n = (ox_max - ox_min + 1) * (oy_max - oy_min + 1) * p.batches
             pairs.append((builder(p, oy_min, ox_min), n))
 
+    in_bytes, out_bytes = p.h_in * p.w_in * p.c_in, p.h_out * p.w_out * p.c_out
+
     def expand():
-        for _ in range(p.batches):
+        for batch in range(p.batches):
             for y in range(p.h_out):
                 for x in range(p.w_out):
-                    yield builder(p, y, x)
+                    yield shifted(builder(p, y, x), {"input": batch * in_bytes, "output": batch * out_bytes})
     return _merge(pairs), expand
 
 
@@ -829,22 +921,49 @@ def _plan_depthwise(p: LayerParams) -> LayerPlan:
     # executing), else optimized anyway
     use_opt = paths.opt_feasible and (paths.opt_considered or not paths.generic_programs
                                       or any(violations(pr) for pr, _ in paths.generic_programs))
+    work: tuple = ()
     if use_opt:
         programs, expand = _per_pixel_classes(p, _dw_opt_program)
         kernel = "depthwise_conv_2d/mvp-opt"
     else:
-        programs, expand = paths.generic_programs, None
-        programs = programs + _clamp_programs(p, p.batches * p.h_out * p.w_out * p.c_out)
+        clamp, work = _clamp(p, p.batches * p.h_out * p.w_out * p.c_out)
+        ordered = paths.generic_programs + clamp
+        programs = _merge(ordered)
+        expand = _dw_generic_launches(p, ordered)
         kernel = "depthwise_conv_2d/mvp"
     flagged = checks.check_depthwise_prepare_alignment(p, paths)
     if flagged:
-        return LayerPlan(False, flagged, kernel, programs, runs_on_mvp=True, expand=expand,
+        return LayerPlan(False, flagged, kernel, programs, runs_on_mvp=True, expand=expand, cpu_work=work,
                          note="vendor simulator: Prepare checks uninitialised bias/scaler pointers, so it "
                               "rejects this layer at random; when accepted (and on the board) it runs on the MVP")
-    return LayerPlan(True, None, kernel, programs, runs_on_mvp=True, expand=expand)
+    return LayerPlan(True, None, kernel, programs, runs_on_mvp=True, expand=expand, cpu_work=work)
+
+
+def _dw_generic_launches(p: LayerParams, ordered: list):
+    """A generic depthwise program counted once per input channel (the channel loop did not fit
+    the program) is launched per channel, the CPU moving input, output, filter, bias and scaler
+    to that channel; batches are 1 on this path."""
+    mult = p.c_out // max(1, p.c_in)
+
+    def expand():
+        for program, count in ordered:
+            if count == 1:
+                yield program
+                continue
+            for c in range(count):
+                yield shifted(program, {"input": c, "output": c * mult, "filter": c * mult,
+                                        "bias": 2 * c * mult, "scaler": 2 * c * mult})
+    return expand
 
 
 # ------------------------------------------------------------------ fully_connected
+
+def _fc_scaler(p: LayerParams) -> float:
+    """The output scaler register: in_scale * w_scale / out_scale * 2^15 (one for all units)."""
+    if not p.output_scale:
+        return 0.0
+    return min(p.input_scale * p.weight_scale / p.output_scale * 2.0 ** 15, checks.FP16_MAX)
+
 
 def _fc_small_program(p: LayerParams) -> Program:
     packed = p.accum % 2 == 0
@@ -852,6 +971,7 @@ def _fc_small_program(p: LayerParams) -> Program:
     b = ProgramBuilder("fully_connected/small")
     b.reg(0, S, S)
     b.reg(1, -p.input_zp * S, -p.input_zp * S)
+    b.reg(3, _fc_scaler(p), _fc_scaler(p))
     b.reg(4, p.output_zp)
     b.array(0, "input", 0, "int8", packed, (1, p.batches, p.accum // k), (0, p.accum // k, 1))
     b.array(1, "filter", 0, "int8", packed, (1, p.units, p.accum // k), (0, p.accum // k, 1))
@@ -878,14 +998,16 @@ def _fc_small_program(p: LayerParams) -> Program:
     return b.build()
 
 
-def _fc_large_program(p: LayerParams, batch: int, unit: int) -> Program:
+def _fc_large_program(p: LayerParams, batch: int, unit: int, bias: float = 0.0) -> Program:
+    """One output of the large-input path; the CPU puts the unit's fp16 bias into R5."""
     packed = p.accum % 2 == 0
     n, m = checks.factorize(p.fc_loop_count)
     b = ProgramBuilder("fully_connected/large")
     b.reg(0, S, S)
     b.reg(1, -p.input_zp * S, -p.input_zp * S)
+    b.reg(3, _fc_scaler(p), _fc_scaler(p))
     b.reg(4, p.output_zp)
-    b.reg(5, 0.0)  # the unit's bias (fp16), set per launch by the kernel
+    b.reg(5, bias)
     b.array(0, "input", batch * p.accum, "int8", packed, (1, n, m), (0, m, 1))
     b.array(1, "filter", unit * p.accum, "int8", packed, (1, n, m), (0, m, 1))
     b.vector(3, "output", batch * p.units + unit, "int8", False, 1)
@@ -908,34 +1030,49 @@ def _plan_fc(p: LayerParams) -> LayerPlan:
                           checks.check_fc_units(p), checks.check_fc_bias_fp16(p))
     if fail:
         return LayerPlan(False, fail, "fully_connected/cmsis")
-    clamp = _clamp_programs(p, p.batches * p.units)
+    clamp, work = _clamp(p, p.batches * p.units)
     if not p.fc_large_input:
         programs = [(_fc_small_program(p), 1)] + clamp
         fit = checks.check_programs_fit(p, programs)
         if fit:
             return LayerPlan(False, fit, "fully_connected/cmsis")
-        return LayerPlan(True, None, "fully_connected/mvp", programs, runs_on_mvp=True)
+        return LayerPlan(True, None, "fully_connected/mvp", _merge(programs), runs_on_mvp=True,
+                         expand=lambda: (pr for pr, _ in programs), cpu_work=work)
+    bias = np.frombuffer(p.bias_f16, dtype=np.float16) if p.bias_f16 else np.zeros(p.units, np.float16)
 
     def expand():
         for batch in range(p.batches):
             for unit in range(p.units):
-                yield _fc_large_program(p, batch, unit)
-        for program, n in clamp:
-            for _ in range(n):
-                yield program
-    programs = [(_fc_large_program(p, 0, 0), p.batches * p.units)] + clamp
+                yield _fc_large_program(p, batch, unit, float(bias[unit]))
+        for program, _ in clamp:
+            yield program
+    programs = [(_fc_large_program(p, 0, 0), p.batches * p.units)] + _merge(clamp)
     return LayerPlan(False, checks.check_fc_large_input_flagged(p), "fully_connected/mvp-large", programs,
-                     runs_on_mvp=True, expand=expand,
+                     runs_on_mvp=True, expand=expand, cpu_work=work,
                      note="vendor simulator logs this message although the large-input MVP path runs the layer")
 
 
 # ------------------------------------------------------------------ add
 
-def _elementwise_program(kind: str, n_pairs: int, byte_offset: int) -> Program:
+def _elementwise_registers(p: LayerParams) -> dict[int, float]:
+    """ADD: R0 = -zp1*s1, R1 = s1, R2 = -zp2*s2, R3 = s2, R4 = zp_out, R5 = 1/s_out; MUL: R0 = -zp1,
+    R1 = -zp2, R2 = zp_out, R3 = s1*s2/s_out. Prepare computes them in float32; the registers
+    round them to binary16."""
+    f32 = np.float32
+    s1, s2, so = f32(p.input_scale), f32(p.input2_scale), f32(p.output_scale)
+    if p.opcode == "add":
+        return {0: f32(-p.input_zp) * s1, 1: s1, 2: f32(-p.input2_zp) * s2, 3: s2,
+                4: float(p.output_zp), 5: f32(1.0) / so if so else 0.0}
+    return {0: float(-p.input_zp), 1: float(-p.input2_zp), 2: float(p.output_zp),
+            3: s1 * s2 / so if so else 0.0}
+
+
+def _elementwise_program(p: LayerParams, n_pairs: int, byte_offset: int) -> Program:
     """ADD or MUL over n_pairs complex int8 pairs (the vendor's 4-instruction loops)."""
+    kind = p.opcode
     b = ProgramBuilder(f"{kind}/main")
-    for r in range(6):
-        b.reg(r, 0.0, 0.0)  # offsets and multipliers come from the quantization, set by Prepare
+    for r, v in _elementwise_registers(p).items():
+        b.reg(r, v, v)
     b.vector(0, "input", byte_offset, "int8", True, n_pairs)
     b.vector(1, "input2", byte_offset, "int8", True, n_pairs)
     b.vector(2, "output", byte_offset, "int8", True, n_pairs)
@@ -961,25 +1098,26 @@ def _plan_elementwise(p: LayerParams, n_elements: int) -> LayerPlan:
     if checks.check_add_same_shape(p):
         # the vendor kernel quietly uses the CPU reference for broadcasts: nothing is rejected
         return LayerPlan(True, None, f"{kind}/cpu-broadcast", [], note=f"broadcast {kind} runs on the CPU")
-    chunks = []
+    ordered = []
     start = 0
     while n_elements - start >= 2:
         n = min(2048, n_elements - start) // 2
-        chunks.append((n, start))
+        ordered.append((_elementwise_program(p, n, start), 1))
         start += 2 * n
-    pairs: dict[int, int] = {}
-    for n, _ in chunks:
-        pairs[n] = pairs.get(n, 0) + 1
-    clamp = _clamp_programs(p, n_elements)
-    programs = [(_elementwise_program(kind, n, 0), c) for n, c in pairs.items()] + clamp
-
-    def expand():
-        for n, off in chunks:
-            yield _elementwise_program(kind, n, off)
-        for program, c in clamp:
-            for _ in range(c):
-                yield program
-    return LayerPlan(True, None, f"{kind}/mvp", programs, runs_on_mvp=True, expand=expand)
+    work: tuple = ()
+    if start < n_elements:
+        # the odd last element, on the CPU in float (FACTS: ADD in float32 with round(); MUL's
+        # product in binary16)
+        f32 = np.float32
+        work = ({"op": "odd_element", "kind": kind, "index": start, "input_zp": p.input_zp,
+                 "input2_zp": p.input2_zp, "output_zp": p.output_zp,
+                 "s1": float(f32(p.input_scale)), "s2": float(f32(p.input2_scale)),
+                 "multiplier": float(f32(1.0) / f32(p.output_scale)) if kind == "add" else
+                 float(f32(p.input_scale) * f32(p.input2_scale) / f32(p.output_scale))},)
+    clamp, clamp_work = _clamp(p, n_elements)
+    ordered += clamp
+    return LayerPlan(True, None, f"{kind}/mvp", _merge(ordered), runs_on_mvp=True,
+                     expand=lambda: (pr for pr, _ in ordered), cpu_work=work + clamp_work)
 
 
 # ------------------------------------------------------------------ pooling
@@ -1023,61 +1161,111 @@ def _pool_opt_program(p: LayerParams, out_y: int, out_x: int) -> Program:
 
 
 def _pool_generic_programs(p: LayerParams, is_max: bool) -> list:
-    """One program per channel (pair) and edge group: the CPU walks channels, the MVP the pixels."""
+    """The generic pooling programs in launch order [(Program, batches x channel programs)], each
+    for batch 0 and the first channel (pair): like conv, per (x edge group, y edge group, out_y
+    offset) one program walks the output pixels, the window rows and columns; the CPU walks
+    batches and channels (two per program when the depth is even)."""
     packed = p.c_in % 2 == 0
-    cp = p.c_in // 2 if packed else p.c_in
+    k = 2 if packed else 1
+    C = p.c_in
     kind = "max_pool_2d/generic" if is_max else "average_pool_2d/generic"
     out = []
-    for ox_min, ox_max, fx0, nx in _edge_groups(p.w_out, p.w_in, p.fw, p.stride_w, p.pad_w):
-        for oy_min, oy_max, fy0, ny in _edge_groups(p.h_out, p.h_in, p.fh, p.stride_h, p.pad_h):
-            w_t, h_t = ox_max - ox_min + 1, oy_max - oy_min + 1
-            b = ProgramBuilder(kind)
-            if is_max:
-                b.reg(2, -128.0, -128.0)
-                b.reg(4, p.act_min, p.act_min)
-                b.reg(5, p.act_max, p.act_max)
-            else:
-                scale = float(np.float16(2.0 ** 15 / max(1, nx * ny)))
-                b.reg(0, scale, scale)
-                b.reg(1, S, S)
-                if p.do_activation:
-                    b.reg(4, p.act_min, p.act_min)
-                    b.reg(5, p.act_max, p.act_max)
-            iy0 = oy_min * p.stride_h - p.pad_h + fy0
-            ix0 = ox_min * p.stride_w - p.pad_w + fx0
-            b.array(0, "input", (iy0 * p.w_in + ix0) * p.c_in, "int8", packed,
-                    (h_t * ny, w_t, nx), (p.stride_h * p.w_in * cp if ny == 1 else p.w_in * cp,
-                                          p.stride_w * cp, cp))
-            b.array(1, "output", (oy_min * p.w_out + ox_min) * p.c_in, "int8", packed,
-                    (h_t, w_t, 1), (p.w_out * cp, cp, 1))
-            b.begin_loop(h_t)
-            b.begin_loop(w_t)
-            if is_max:
-                b.compute("COPY", z=3, a=2)
-            else:
-                b.compute("CLEAR", z=3)
-            b.begin_loop(ny)
-            b.begin_loop(nx)
-            if is_max:
-                b.compute("MAX2A", z=3, x=6, a=3, loads=[Load(6, 0, (COL,))])
-            else:
-                b.compute("MACR2A", z=3, x=6, y=1, a=3, loads=[Load(6, 0, (COL,))])
-            b.end_loop()
-            b.postloop_incr(0, VEC)
-            b.end_loop()
-            b.postloop_incr(0, ROW)
-            if is_max:
-                b.compute("CLIP2A", z=7, x=4, y=5, a=3, store=Store(7, 1, (ROW,)))
-            elif p.do_activation:
-                b.compute("MULR2A", z=3, x=3, y=0)
-                b.compute("CLIP2A", z=7, x=4, y=5, a=3, store=Store(7, 1, (ROW,)))
-            else:
-                b.compute("MULR2A", z=3, x=3, y=0, store=Store(3, 1, (ROW,)))
-            b.end_loop()
-            b.postloop_incr(1, VEC)
-            b.end_loop()
-            out.append((b.build(), p.batches * cp))
+    for ox_min, ox_max, fx0, fw_t in _edge_groups(p.w_out, p.w_in, p.fw, p.stride_w, p.pad_w):
+        w_t = ox_max - ox_min + 1
+        single_x = w_t <= 1
+        if not is_max and p.stride_h * p.w_in * C > MAX_STRIDE:
+            single_x = False   # the average pool avoids the long row stride
+        for oy_min, oy_max, fy0, fh_t in _edge_groups(p.h_out, p.h_in, p.fh, p.stride_h, p.pad_h):
+            h_t = oy_max - oy_min + 1
+            in_y_extra, out_y_incr = _y_grouping(p.stride_h, h_t, fh_t, single_x)
+            scale = float(np.float16(np.float32(2.0 ** 15) / np.float32(max(1, fw_t * fh_t))))
+            for off in range(min(out_y_incr, h_t)):
+                oy_size = _ceil_div(h_t - off, out_y_incr)
+                extra_adj = 0 if oy_size == 1 else in_y_extra
+                in_y_size = fh_t if single_x else (fh_t + extra_adj) * oy_size
+                o_vec_stride, out_y_extra = out_y_incr * p.w_out * C, 0
+                if o_vec_stride > MAX_STRIDE:
+                    o_vec_stride, out_y_extra = p.w_out * C, out_y_incr - 1
+                o_base = ((oy_min + off) * p.w_out + ox_min) * C
+                i_base = (((oy_min + off) * p.stride_h - p.pad_h + fy0) * p.w_in
+                          + ox_min * p.stride_w - p.pad_w + fx0) * C
+                if single_x:
+                    i_vec, i_vec_n = p.stride_h * p.w_in * C, h_t
+                else:
+                    i_vec, i_vec_n = p.stride_w * C, w_t
+                b = ProgramBuilder(kind)
+                if is_max:
+                    b.reg(0, -128.0, -128.0)
+                    b.reg(3, p.act_min, p.act_min)
+                    b.reg(4, p.act_max, p.act_max)
+                else:
+                    b.reg(0, scale, scale)
+                    b.reg(1, S, S)
+                    if p.do_activation:
+                        b.reg(4, p.act_min, p.act_min)
+                        b.reg(5, p.act_max, p.act_max)
+                b.array(0, "input", i_base, "int8", packed, (i_vec_n, in_y_size, fw_t),
+                        (i_vec // k, p.w_in * C // k, C // k))
+                b.array(1, "output", o_base, "int8", packed, (oy_size * (out_y_extra + 1), w_t, 1),
+                        (o_vec_stride // k, C // k, 0))
+                left = extra_adj
+
+                def take():
+                    nonlocal left
+                    r = left > 0
+                    left -= 1
+                    return r
+
+                b.begin_loop(w_t)
+                b.begin_loop(oy_size)
+                if is_max:
+                    b.compute("COPY", z=1, a=0)
+                else:
+                    b.compute("CLEAR", z=2)
+                b.begin_loop(fh_t)
+                b.begin_loop(fw_t)
+                if is_max:
+                    b.compute("MAX2A", z=1, x=2, a=1, loads=[Load(2, 0, (COL,))])
+                else:
+                    b.compute("MACR2A", z=2, x=3, y=1, a=2, loads=[Load(3, 0, (COL,))])
+                b.end_loop()
+                b.postloop_incr(0, ROW)
+                b.end_loop()
+                if single_x:
+                    b.postloop_incr(0, VEC)
+                if take():
+                    b.postloop_incr(0, ROW)
+                row_load = take()
+                if is_max:
+                    b.compute("CLIP2A", z=5, x=3, y=4, a=1, loads=[Load(2, 0, (ROW,))] if row_load else [],
+                              store=Store(5, 1, (VEC,)))
+                else:
+                    b.compute("MULR2A", z=2, x=2, y=0, loads=[Load(3, 0, (ROW,))] if row_load else [],
+                              store=None if p.do_activation else Store(2, 1, (VEC,)))
+                    if p.do_activation:
+                        b.compute("CLIP2A", z=6, x=4, y=5, a=2, store=Store(6, 1, (VEC,)))
+                if out_y_extra > 0:
+                    b.begin_loop(out_y_extra)
+                    b.begin_loop(1)
+                    b.compute("NOOP")
+                    b.end_loop()
+                    b.postloop_incr(1, VEC)
+                    b.end_loop()
+                _row_skips(b, left, 0)
+                b.end_loop()
+                b.postloop_incr(1, ROW)
+                if not single_x:
+                    b.postloop_incr(0, VEC)
+                b.end_loop()
+                out.append((b.build(), p.batches * (C // k)))
     return out
+
+
+def _pool_generic_launches(p: LayerParams, ordered: list):
+    k = 2 if p.c_in % 2 == 0 else 1
+    return _per_batch([(pr, 0) for pr, _ in ordered], p, p.h_in * p.w_in * p.c_in,
+                      p.h_out * p.w_out * p.c_in, lambda ch: {"input": ch * k, "output": ch * k},
+                      p.c_in // k)
 
 
 @dataclass
@@ -1107,7 +1295,8 @@ def _plan_pool(p: LayerParams, is_max: bool) -> LayerPlan:
         return LayerPlan(False, fail, f"{name}/cmsis")
     prefer_generic = p.h_out * p.w_out > (9 * p.fw * p.fh * p.c_in + 5) // 10
     if is_max or ((prefer_generic or not paths.opt_feasible) and paths.generic_feasible):
-        return LayerPlan(True, None, f"{name}/mvp", paths.generic_programs, runs_on_mvp=True)
+        return LayerPlan(True, None, f"{name}/mvp", _merge(paths.generic_programs), runs_on_mvp=True,
+                         expand=_pool_generic_launches(p, paths.generic_programs))
     programs, expand = _per_pixel_classes(p, _pool_opt_program)
     return LayerPlan(True, None, f"{name}/mvp-opt", programs, runs_on_mvp=True, expand=expand)
 
@@ -1247,7 +1436,8 @@ def _plan_transpose_conv(p: LayerParams) -> LayerPlan:
                     for c in range(p.c_out):
                         yield _tc_scatter_program(p, y, x, c)
             yield programs[-1][0]
-    return LayerPlan(True, None, "transpose_conv/mvp", _merge(programs), runs_on_mvp=True, expand=expand)
+    return LayerPlan(True, None, "transpose_conv/mvp", _merge(programs), runs_on_mvp=True, expand=expand,
+                     scratch_bytes=2 * p.h_out * p.w_out * p.c_out)
 
 
 # ------------------------------------------------------------------ entry point
@@ -1294,12 +1484,14 @@ def prepare_constants(graph: Graph, op: Operator) -> dict[str, np.ndarray]:
     """The fp16 buffers Prepare derives for an MVP layer: bias * 2^-15 and the per-channel output
     scaler in_scale * w_scale / out_scale * 2^15 (clamped to the fp16 range)."""
     ins = graph.op_inputs(op)
-    x, w = ins[0], ins[1]
+    if op.opcode == "transpose_conv":   # inputs: output shape, filter, input, bias
+        x, w, bias = ins[2], ins[1], ins[3] if len(ins) > 3 else None
+    else:
+        x, w, bias = ins[0], ins[1], ins[2] if len(ins) > 2 else None
     out = graph.op_outputs(op)[0]
-    bias = ins[2] if len(ins) > 2 else None
     consts: dict[str, np.ndarray] = {}
     if bias is not None and bias.data is not None:
-        consts["bias"] = (bias.data.astype(np.float64) * S).astype(np.float16)
+        consts["bias"] = _bias_f16(bias.data)
     if x.scale is not None and w.scale is not None and out.scale is not None:
         scaler = float(x.scale[0]) * w.scale.astype(np.float64) / float(out.scale[0]) * 2.0 ** 15
         consts["scaler"] = np.clip(scaler, -checks.FP16_MAX, checks.FP16_MAX).astype(np.float16)

@@ -14,9 +14,11 @@ stall-free timing model needs.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 HARDWARE_DIR = Path(__file__).parent / "hardware"
 
@@ -99,6 +101,16 @@ class Program:
     instructions: tuple[Instruction, ...]
 
 
+def shifted(program: Program, shifts: dict[str, int]) -> Program:
+    """The same program with some buffers' arrays moved by `shifts[buffer]` bytes: what the CPU
+    changes between launches that repeat one program over channels or batches."""
+    if not any(shifts.values()):
+        return program
+    arrays = tuple(a if a is None or not shifts.get(a.buffer) else
+                   replace(a, byte_offset=a.byte_offset + shifts[a.buffer]) for a in program.arrays)
+    return replace(program, arrays=arrays)
+
+
 class ProgramBuilder:
     """Builds one program by nested loops, like the SDK's program builder.
 
@@ -117,7 +129,9 @@ class ProgramBuilder:
         self._last_closed: int | None = None
 
     def reg(self, r: int, real: float, imag: float = 0.0) -> None:
-        self.registers[r] = (float(real), float(imag))
+        """Sets an initial register value; registers hold binary16, so the value is rounded to it
+        (round to nearest even) here, once."""
+        self.registers[r] = (float(np.float16(real)), float(np.float16(imag)))
 
     def array(self, index: int, buffer: str, byte_offset: int, basetype: str, complex_: bool,
               sizes: tuple[int, int, int], strides: tuple[int, int, int]) -> None:

@@ -19,6 +19,8 @@ from simulator.timing import load_timing_model
 from simulator.tflite_reader import read_model, read_model_file
 
 ACCELERATORS = ("mvp", "none")
+# The project's prediction of what a board measures; "vendor-sim" reproduces the vendor's simulator.
+DEFAULT_TIMING = "board"
 
 # Operands every later stage relies on: (minimum inputs, {input position: rank}). A file that
 # breaks these is corrupt, and saying so beats an IndexError deep inside a kernel model.
@@ -57,7 +59,7 @@ def _plans(graph: Graph, accelerator: str) -> list[LayerPlan]:
     return [plan_layer(graph, op) for op in graph.operators]
 
 
-def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = "vendor-sim",
+def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = DEFAULT_TIMING,
                   clock_hz: int = CLOCK_HZ_DEFAULT) -> ProfileRecord:
     """Profiles a parsed model for the EFR32xG24 with or without the MVP."""
     if accelerator not in ACCELERATORS:
@@ -101,13 +103,13 @@ def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = "vendor-
     )
 
 
-def profile_model(data: bytes, accelerator: str = "mvp", timing: str = "vendor-sim",
+def profile_model(data: bytes, accelerator: str = "mvp", timing: str = DEFAULT_TIMING,
                   name: str = "model", clock_hz: int = CLOCK_HZ_DEFAULT) -> ProfileRecord:
     """Profiles .tflite bytes. Raises `ModelError` for anything that is not a readable model."""
     return profile_graph(read_model(data, name=name), accelerator, timing, clock_hz)
 
 
-def profile_file(path: str | Path, accelerator: str = "mvp", timing: str = "vendor-sim",
+def profile_file(path: str | Path, accelerator: str = "mvp", timing: str = DEFAULT_TIMING,
                  clock_hz: int = CLOCK_HZ_DEFAULT) -> ProfileRecord:
     return profile_graph(read_model_file(path), accelerator, timing, clock_hz)
 

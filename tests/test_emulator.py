@@ -98,3 +98,16 @@ def test_unsupported_op_names_op_and_layer():
 def test_unknown_accelerator_is_refused():
     with pytest.raises(ModelError, match="unknown accelerator"):
         emulate_file(DATA / "zoo" / "tflite_micro_speech.tflite", "gpu", 0, 1)
+
+
+def test_every_corpus_model_has_oracle_outputs_for_both_modes():
+    """The parametrized comparisons above and in test_emulator_mvp.py cover the whole corpus:
+    each model has the oracle's `none` and `mvp` outputs."""
+    path = DATA / "corpus" / "mltk_outputs.jsonl"
+    if not path.exists():
+        pytest.skip("corpus oracle outputs not generated yet (tests/data/corpus/README.md)")
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    have = {(r["model"], r["accelerator"]) for r in records if "results" in r}
+    models = sorted(p.name for p in (DATA / "corpus").glob("*.tflite"))
+    missing = [(m, a) for m in models for a in ("none", "mvp") if (m, a) not in have]
+    assert not missing, f"{len(missing)} corpus runs without oracle outputs, e.g. {missing[:4]}"

@@ -46,6 +46,15 @@ def options_str(options: dict) -> str:
     return " ".join(parts)
 
 
+def mvp_cell(layer) -> str:
+    """yes / cpu (an op the MVP has no kernel for) / no: the limit that was hit."""
+    if layer.supported:
+        return "yes"
+    if (layer.reason or "").startswith("no MVP kernel"):
+        return "cpu"
+    return f"no: {layer.reason}"
+
+
 def _shapes(tensors) -> str:
     return ",".join(t.shape_str() for t in tensors)
 
@@ -97,7 +106,7 @@ def render_table(rec: ProfileRecord) -> str:
         row = [str(L.index), L.opcode, si(L.ops), si(L.macs), si(L.accelerator_cycles), si(L.cpu_cycles),
                seconds(L.latency_s), _shapes(L.inputs), _shapes(L.outputs), options_str(L.options)]
         if mvp:
-            row.append("yes" if L.supported else f"no: {L.reason}")
+            row.append(mvp_cell(L))
         layers.add_row(*row)
     console.print(layers)
     return buf.getvalue()

@@ -109,7 +109,8 @@ def check_fc_units(p) -> str | None:
     """fully_connected: at most 1024 units (output_shape[1]) and 1..1024 batches when the input fits one program (depth <= 1024, or <= 2048 if even)."""
     if not p.fc_large_input:
         if p.units > MAX_COLUMN_LENGTH:
-            return f"output_shape[1] ({p.units}) > {MAX_COLUMN_LENGTH}"
+            # the kernel logs the limit, then its support check fails the program as well
+            return f"output_shape[1] ({p.units}) > {MAX_COLUMN_LENGTH}, {HW_LIMITS}"
         if not 1 <= p.batches <= MAX_COLUMN_LENGTH or p.bias_length > MAX_COLUMN_LENGTH:
             return "Hardware limits exceeded"
     return None

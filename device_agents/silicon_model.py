@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.profiler import DEFAULT_TIMING, profile_model
 from simulator.record import ProfileRecord
 
 DEFAULT_REPORTS = Path(__file__).resolve().parents[1] / "tests" / "data" / "zoo" / "device_reports.json"
@@ -38,6 +39,9 @@ class SiliconParams:
     cpu_noise: float = 0.004
     accelerator_noise: float = 0.001
     cold_cache_penalty: float = 0.03
+    # a timing model (name or JSON path) whose cycles the silicon has instead of the simulator's
+    # default: a silicon deliberately unlike the simulator, for calibration to recover
+    timing: str | None = None
 
 
 @dataclass
@@ -68,6 +72,11 @@ class SiliconModel:
         if reports_path is not None and Path(reports_path).is_file():
             self.reports = json.loads(Path(reports_path).read_text())
 
+    def profile(self, tflite_bytes: bytes, name: str) -> ProfileRecord:
+        """The simulator's profile that `truth` scales: at `params.timing` when one is set."""
+        return profile_model(tflite_bytes, accelerator="mvp", name=name,
+                             timing=self.params.timing or DEFAULT_TIMING)
+
     def _match_report(self, profile: ProfileRecord) -> tuple[str, dict] | None:
         for name, rep in self.reports.items():
             rows = rep.get("layers", [])
@@ -92,12 +101,14 @@ class SiliconModel:
                               f"device report {name}")
         layers = []
         for L in profile.layers:
+            # a layer the vendor's tools flag but the MVP still runs launches programs on silicon too
+            on_mvp = L.supported or L.accelerator_cycles > 0
             acc = L.accelerator_cycles * p.accelerator_scale
-            if L.supported and acc == 0:
+            if on_mvp and acc == 0:
                 acc = max(L.macs, L.ops / 2) / p.macs_per_accelerator_cycle
-            layers.append(LayerTruth(on_accelerator=L.supported, reason=L.reason if not L.supported else None,
+            layers.append(LayerTruth(on_accelerator=on_mvp, reason=None if on_mvp else L.reason,
                                      cpu_cycles=L.cpu_cycles * p.cpu_scale,
-                                     accelerator_cycles=acc if L.supported else 0.0))
+                                     accelerator_cycles=acc if on_mvp else 0.0))
         return ModelTruth(layers, profile.summary.ram_bytes, "scaled simulator profile")
 
     def measure(self, truth: ModelTruth, repeats: int, warmup: int, rng: np.random.Generator

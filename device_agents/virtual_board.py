@@ -27,7 +27,6 @@ import numpy as np
 from device_agents import protocol as P
 from device_agents.silicon_model import ModelTruth, SiliconModel, SiliconParams
 from simulator.errors import ModelError
-from simulator.profiler import profile_model
 
 try:  # TFLite builtin operator codes for LAYER.opcode
     from tflite.BuiltinOperator import BuiltinOperator as _Builtin
@@ -221,7 +220,7 @@ class Firmware:
         if hashlib.sha256(data).digest() != self.upload_sha:
             return self._err(P.ErrorCode.SHA256_MISMATCH, "sha256 of the received model differs")
         try:
-            profile = profile_model(data, accelerator="mvp", name="uploaded")
+            profile = self.silicon.profile(data, "uploaded")
         except ModelError as e:
             return self._err(P.ErrorCode.MODEL_INVALID, str(e)[:200])
         truth = self.silicon.truth(profile)
@@ -470,7 +469,7 @@ class VirtualBoard:
         with self._lock:
             pending, self._flashed = self._flashed, []
         for data in pending:
-            profile = profile_model(data, accelerator="mvp", name="flashed")
+            profile = self.silicon.profile(data, "flashed")
             truth = self.silicon.truth(profile)
             measured = self.silicon.measure(truth, 1, 0, self.firmware.rng)   # one run, zeroed input
             rows = []

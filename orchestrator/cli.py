@@ -42,6 +42,37 @@ def _profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _emulate(args: argparse.Namespace) -> int:
+    import json
+
+    from simulator.emulator import emulate_file
+    from simulator.errors import ModelError
+
+    if args.count < 1:
+        raise UserError(f"--count must be at least 1, not {args.count}")
+    try:
+        res = emulate_file(args.model, accelerator=args.accelerator, seed=args.seed, count=args.count)
+        ref = emulate_file(args.model, accelerator="none", seed=args.seed, count=args.count) \
+            if args.accelerator == "mvp" and args.format == "table" else None
+    except ModelError as e:
+        raise UserError(str(e)) from None
+    if args.format == "json":
+        print(json.dumps(res))
+        return 0
+    print(f"{res['model']}: {args.count} input(s) drawn with seed {args.seed}, accelerator {args.accelerator}")
+    for i, r in enumerate(res["results"]):
+        out = r["output"]
+        best = max(range(len(out)), key=out.__getitem__)
+        shown = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in out[:8])
+        line = f"  input {i} sha1 {r['input_sha1'][:12]}  argmax {best}  [{shown}{', ...' if len(out) > 8 else ''}]"
+        if ref is not None:
+            steps = [abs(a - b) for a, b in zip(out, ref["results"][i]["output"])]
+            moved = sum(1 for d in steps if d)
+            line += f"  drift vs reference kernels: {moved}/{len(out)} moved, max {max(steps):.4g}"
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mvpfarm",
@@ -58,10 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--accelerator", choices=("mvp", "none"), default="mvp",
                       help="mvp: layers the MVP can run use its kernels (default); none: every layer on "
                            "the Cortex-M33 (CMSIS-NN / reference kernels)")
-    prof.add_argument("--timing", default="vendor-sim", metavar="NAME",
-                      help="timing model for cycles: a built-in name (vendor-sim: counts accelerator cycles "
-                           "like the vendor's simulator) or a path to a timing-model JSON file "
-                           "(default: %(default)s)")
+    prof.add_argument("--timing", default="board", metavar="NAME",
+                      help="timing model for cycles and latency: board (predicts what an EFR32xG24 board "
+                           "measures, fitted to Silicon Labs' published board reports), vendor-sim (counts "
+                           "accelerator cycles exactly like the vendor's simulator, latency max(acc, cpu)), "
+                           "a model saved by `mvpfarm calibrate` under results/timing_models/, or a path to a "
+                           "timing-model JSON file (default: %(default)s)")
     prof.add_argument("--format", choices=("table", "json", "csv"), default="table",
                       help="table: summary and per-layer table like the vendor's profiler (default); json: "
                            "the profile record (one object, or a list for several models); csv: one row "
@@ -70,12 +103,27 @@ def build_parser() -> argparse.ArgumentParser:
                       help="CPU and MVP clock for latency (default: %(default)s, the EFR32xG24 with radio)")
     prof.set_defaults(func=_profile)
 
-    try:
-        from orchestrator import cli_sweep
-    except ImportError:
-        cli_sweep = None
-    if cli_sweep is not None:
-        cli_sweep.register(sub)
+    emu = sub.add_parser(
+        "emulate", help="run a model as the EFR32xG24 would (MVP programs in binary16, TFLM-exact int8 kernels)",
+        description="Run a .tflite model on seeded inputs with the emulator: MVP layers execute as MVP programs "
+                    "in binary16, every other layer with int8 kernels bit-exact with TFLite Micro's reference "
+                    "kernels. Inputs are drawn like the vendor oracle's: numpy default_rng(SEED), int8 inputs "
+                    "uniform in [-128, 127], float32 inputs uniform in [0, 1).")
+    emu.add_argument("model", metavar="MODEL", help="a .tflite file")
+    emu.add_argument("--accelerator", choices=("mvp", "none"), default="mvp",
+                     help="mvp: MVP layers as MVP programs (default); none: the reference-kernel build")
+    emu.add_argument("--seed", type=int, default=0, help="input seed (default: %(default)s)")
+    emu.add_argument("--count", type=int, default=3, help="number of inputs (default: %(default)s)")
+    emu.add_argument("--format", choices=("table", "json"), default="table",
+                     help="table: outputs per input with drift against the reference kernels (default); json: "
+                          '{"model", "accelerator", "seed", "results": [{"input_sha1", "output"}]}')
+    emu.set_defaults(func=_emulate)
+
+    from device_agents import cli_boards
+    from orchestrator import cli_compare, cli_sweep
+    cli_sweep.register(sub)
+    cli_boards.register(sub)
+    cli_compare.register(sub)
     return p
 
 

@@ -25,7 +25,7 @@ def test_json_contract():
     d = json.loads(p.stdout)
     assert set(d) >= {"model", "target", "summary", "layers"}
     assert set(d["model"]) >= {"name", "sha256", "flash_bytes", "inputs", "outputs"}
-    assert d["target"] == {"accelerator": "mvp", "clock_hz": 78_000_000, "timing": "vendor-sim",
+    assert d["target"] == {"accelerator": "mvp", "clock_hz": 78_000_000, "timing": "board",
                            "source": "simulator", "board": None}
     assert set(d["summary"]) >= {"flash_bytes", "ram_bytes", "ops", "macs", "n_layers", "n_unsupported",
                                  "accelerator_cycles", "cpu_cycles", "latency_s"}

@@ -1,0 +1,67 @@
+"""The scriptable Python API; the CLI is a thin layer over it.
+
+    from orchestrator import api
+    run_id = api.run_sweep("examples/kws-tips.toml")            # local Ray on 127.0.0.1
+    rows = api.rank(run_id)                                    # list of dicts, best first
+    api.export(run_id, "csv")                                  # results/<run>/measurements.csv
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator import sweep_file
+from orchestrator.results_db import EXPORT_FORMATS, ResultsDB
+
+DEFAULT_RESULTS = "results"
+
+
+def load_sweep(path: str | Path) -> sweep_file.Sweep:
+    """Reads and checks a sweep file; raises SweepFileError (one line) before any work."""
+    return sweep_file.load(path)
+
+
+def run_sweep(path: str | Path, results_dir: str | Path = DEFAULT_RESULTS, address: str | None = None,
+              num_cpus: int | None = None, progress: bool | None = None, report: bool = True,
+              cache_dir: str | Path | None = None, retry_failed: bool = False):
+    """Runs (or resumes) the sweep in `path`; returns the `fanout.RunResult` (`.run_id`)."""
+    sweep = load_sweep(path)
+    from orchestrator import fanout
+    result = fanout.run(sweep, results_dir, address=address, num_cpus=num_cpus, progress=progress,
+                        cache_dir=cache_dir, retry_failed=retry_failed)
+    if report:
+        write_report(result.run_id, results_dir)
+    return result
+
+
+def rank(run: str = "latest", results_dir: str | Path = DEFAULT_RESULTS, objective: str = "latency",
+         weights: dict | None = None):
+    """The run's tip ranking (`ranking.Ranking`)."""
+    from orchestrator import ranking
+    with ResultsDB(results_dir) as db:
+        run_id = db.resolve_run(run)
+        return ranking.rank(db.measurements(run_id), objective=objective, weights=weights, run_id=run_id)
+
+
+def export(run: str = "latest", fmt: str = "csv", results_dir: str | Path = DEFAULT_RESULTS,
+           out: str | Path | None = None) -> Path:
+    """Writes the run's table (default: results/<run>/measurements.<fmt>); returns the path."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
+    with ResultsDB(results_dir) as db:
+        run_id = db.resolve_run(run)
+        out = Path(out) if out else Path(results_dir) / run_id / f"measurements.{fmt}"
+        return db.export(run_id, fmt, out)
+
+
+def runs(results_dir: str | Path = DEFAULT_RESULTS) -> list[dict]:
+    with ResultsDB(results_dir) as db:
+        return db.runs()
+
+
+def write_report(run: str = "latest", results_dir: str | Path = DEFAULT_RESULTS,
+                 objective: str = "latency") -> Path:
+    """Markdown + HTML report with PNG plots under results/<run>/; returns the Markdown path."""
+    from orchestrator import report
+    with ResultsDB(results_dir) as db:
+        run_id = db.resolve_run(run)
+        return report.write(db, run_id, Path(results_dir) / run_id, objective=objective)

@@ -1,0 +1,212 @@
+"""Build: a variant's model config -> int8 .tflite bytes, with TensorFlow's converter.
+
+Runs inside build workers; TensorFlow is imported by the functions that need it, never at module
+import, so the driver and the simulator workers stay free of it. Builds are content-addressed:
+the cache key is the sha256 of the variant's model config, the build settings and the converter
+settings (TensorFlow's version included), so a variant is never built twice and a changed
+converter never serves a stale model.
+
+Models are built with seeded initial weights: a profile depends on shapes, not weight values,
+and the base and its variants are treated alike.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+import time
+from importlib import metadata
+from pathlib import Path
+
+# Bumped when the conversion below changes in a way that changes its output.
+CONVERTER_SETTINGS = {"version": 1, "batch": 1, "weights": "int8", "activations": "int8",
+                      "output": "int8", "ops": "TFLITE_BUILTINS_INT8"}
+
+
+class BuildError(Exception):
+    """A variant that cannot be built or converted; the message is one line."""
+
+
+def tensorflow_version() -> str:
+    for dist in ("tensorflow-cpu", "tensorflow"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def variant_key(spec: dict, build: dict) -> str:
+    """The content address of a variant's .tflite."""
+    return _digest({"spec": spec, "build": build, "converter": CONVERTER_SETTINGS,
+                    "tensorflow": tensorflow_version()})
+
+
+def base_key(base: dict) -> str:
+    return _digest({"base": base, "tensorflow": tensorflow_version()})
+
+
+def cached_tflite(cache_dir: str | Path, key: str) -> bytes | None:
+    p = Path(cache_dir) / "tflite" / f"{key}.tflite"
+    return p.read_bytes() if p.is_file() else None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)       # two workers building the same key both leave a whole file
+
+
+def _import_tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    if os.environ.get("MVPFARM_WORKER") == "build":
+        # A build task holds one Ray CPU: TensorFlow's default thread pools (one thread per core)
+        # would have every build worker fight over all cores.
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass          # already initialised in this process
+    return tf
+
+
+def one_line(e: BaseException) -> str:
+    """A Keras/TF exception as one readable line (they come multi-line with ANSI colours)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    skip = ("Exception encountered when calling", "Arguments received by")
+    lines = [ln for ln in lines if not ln.startswith(skip) and not ln.startswith("•")]
+    return (lines[0] if lines else type(e).__name__)[:300]
+
+
+# --- base models -------------------------------------------------------------------------------
+def base_config(base: dict, cache_dir: str | Path | None = None) -> dict:
+    """The model config (see `tips`) of a sweep's base: its serialized Keras model and the
+    names of its global pooling layers."""
+    path = Path(cache_dir) / "base" / f"{base_key(base)}.json" if cache_dir else None
+    if path is not None and path.is_file():
+        return json.loads(path.read_text())
+    _import_tf()
+    import keras
+    from orchestrator.bases import build_base_model
+    try:
+        model = build_base_model(base)
+    except Exception as e:
+        raise BuildError(f"base model does not build: {one_line(e)}") from None
+    global_pools = []
+    for layer in model.layers:
+        if type(layer).__name__ in ("AveragePooling2D", "MaxPooling2D") and layer.padding == "valid":
+            in_hw = tuple(layer.input.shape[1:3])
+            if tuple(layer.pool_size) == in_hw and tuple(layer.output.shape[1:3]) == (1, 1):
+                global_pools.append(layer.name)
+    from orchestrator.keras_config import ModelConfig
+    spec = {"keras": ModelConfig(keras.saving.serialize_keras_object(model)).finish(),
+            "input_dtype": "int8", "global_pools": global_pools}
+    if path is not None:
+        _write_atomic(path, json.dumps(spec).encode())
+    return spec
+
+
+# --- variants ----------------------------------------------------------------------------------
+def _from_config(keras_config: dict):
+    import keras
+    return keras.saving.deserialize_keras_object(copy.deepcopy(keras_config))
+
+
+def keras_model(spec: dict, seed: int = 0):
+    """The Keras model of a variant config, with global pools resized to the feature map that
+    the tips left them (a probe build with 1x1 pools reads it)."""
+    import keras
+    cfg = copy.deepcopy(spec["keras"])
+    for L in cfg["config"]["layers"]:
+        if L["class_name"] == "InputLayer" and L["config"].get("batch_shape"):
+            L["config"]["batch_shape"][0] = 1     # the board runs batch 1; static shapes convert cleaner
+    pools = [L for L in cfg["config"]["layers"] if (L.get("name") or L["config"]["name"]) in spec.get("global_pools", [])]
+    if pools:
+        for L in pools:
+            L["config"]["pool_size"] = [1, 1]
+            L["config"]["strides"] = [1, 1]
+        probe = _from_config(cfg)
+        for L in pools:
+            hw = [int(d) for d in probe.get_layer(L["config"]["name"]).input.shape[1:3]]
+            L["config"]["pool_size"] = hw
+            L["config"]["strides"] = hw
+        del probe
+    keras.utils.set_random_seed(seed)
+    return _from_config(cfg)
+
+
+def representative_data(shape: list[int], build: dict):
+    """Calibration inputs: the user's samples (resized to a tip's input size when needed) or
+    seeded random data."""
+    import numpy as np
+    n = build.get("n_samples", 8)
+    if build.get("samples"):
+        samples = np.load(build["samples"]).astype(np.float32)[:n]
+        if list(samples.shape[1:]) != list(shape):
+            if samples.ndim == 4 and len(shape) == 3 and samples.shape[-1] == shape[-1]:
+                tf = _import_tf()
+                samples = tf.image.resize(samples, shape[:2]).numpy()
+            else:
+                raise BuildError(f"samples of shape {list(samples.shape[1:])} do not fit the model "
+                                 f"input {list(shape)}")
+        return [s[None] for s in samples]
+    rng = np.random.default_rng(build.get("seed", 0))
+    return [rng.random([1, *shape], dtype=np.float32) for _ in range(n)]
+
+
+def convert(spec: dict, build: dict) -> bytes:
+    """Keras config -> int8 TFLite bytes (batch 1, int8 kernels, int8 or float32 input)."""
+    tf = _import_tf()
+    try:
+        model = keras_model(spec, build.get("seed", 0))
+    except BuildError:
+        raise
+    except Exception as e:
+        raise BuildError(f"the variant's Keras model does not build: {one_line(e)}") from None
+    if len(model.inputs) != 1:
+        raise BuildError(f"models with {len(model.inputs)} inputs are not supported")
+    shape = [int(d) for d in model.inputs[0].shape[1:]]
+    data = representative_data(shape, build)
+    # A frozen concrete function converts about 3x faster than from_keras_model, which exports
+    # a SavedModel to disk first; the graph is the same.
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    fn = tf.function(lambda x: model(x, training=False))
+    frozen = convert_variables_to_constants_v2(
+        fn.get_concrete_function(tf.TensorSpec([1, *shape], tf.float32)))
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([d] for d in data)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8 if spec.get("input_dtype", "int8") == "int8" else tf.float32
+    conv.inference_output_type = tf.int8
+    try:
+        return conv.convert()
+    except Exception as e:
+        raise BuildError(f"conversion error: {one_line(e)}") from None
+
+
+def build_variant(spec: dict, build: dict, cache_dir: str | Path) -> tuple[dict, bytes]:
+    """(meta, tflite bytes): the cached model if there is one, else a fresh conversion.
+    meta: {"ok", "key", "cached", "convert_s", "error"}."""
+    key = variant_key(spec, build)
+    data = cached_tflite(cache_dir, key)
+    if data is not None:
+        return {"ok": True, "key": key, "cached": True, "convert_s": 0.0, "error": None}, data
+    t0 = time.perf_counter()
+    try:
+        data = convert(spec, build)
+    except BuildError as e:
+        return {"ok": False, "key": key, "cached": False, "convert_s": time.perf_counter() - t0,
+                "error": str(e)}, b""
+    convert_s = time.perf_counter() - t0
+    _write_atomic(Path(cache_dir) / "tflite" / f"{key}.tflite", data)
+    return {"ok": True, "key": key, "cached": False, "convert_s": convert_s, "error": None}, data

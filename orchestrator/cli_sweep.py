@@ -1,0 +1,170 @@
+"""`mvpfarm sweep run`, `mvpfarm rank`, `mvpfarm results`: the sweep subcommands.
+
+Thin: each calls `orchestrator.api`. User errors (a bad sweep file, an unknown run, a base model
+that does not build) become `cli.UserError`: one line on stderr, exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from orchestrator.api import DEFAULT_RESULTS
+
+
+class _UserError(Exception):
+    pass
+
+
+def _user_error(msg: str) -> Exception:
+    return _UserError(msg)
+
+
+def _guarded(fn):
+    """User errors as one line and exit status 2. Handled here rather than by cli.main's UserError
+    so that it also holds under `python -m orchestrator.cli`, where cli's module is __main__."""
+    def run(args) -> int:
+        try:
+            return fn(args)
+        except _UserError as e:
+            print(f"mvpfarm: error: {e}", file=sys.stderr)
+            return 2
+    return run
+
+
+def _sweep_run(args) -> int:
+    from orchestrator import api
+    from orchestrator.sweep_file import SweepFileError
+    try:
+        sweep = api.load_sweep(args.file)          # checked before any work starts
+    except SweepFileError as e:
+        raise _user_error(str(e)) from None
+    from orchestrator import fanout
+    try:
+        result = fanout.run(sweep, args.results, address=args.address, num_cpus=args.num_cpus,
+                            retry_failed=args.retry_failed)
+    except fanout.SweepError as e:
+        raise _user_error(str(e)) from None
+    except KeyboardInterrupt:
+        print(f"mvpfarm: sweep {sweep.run_id} interrupted; what was measured is kept. Run the same "
+              "command again to measure what is missing.", file=sys.stderr)
+        return 130
+    c = result.counts
+    print(f"run {result.run_id}: {c.profiled} measured, {c.failed} failed"
+          + (f", {result.n_skipped} already in the table" if result.n_skipped else "")
+          + f" ({result.db_path})")
+    report = api.write_report(result.run_id, args.results)
+    print(f"report: {report} (and report.html)")
+    try:
+        print(api.rank(result.run_id, args.results).to_table(), end="")
+    except ValueError as e:        # nothing to rank against: the report says why
+        print(f"no ranking: {e}")
+    return 0
+
+
+def _weights(text: str | None) -> dict | None:
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        k, _, v = part.partition("=")
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise _user_error(f"--weights: {part!r} is not metric=number") from None
+    return out
+
+
+def _rank(args) -> int:
+    from orchestrator import api
+    from orchestrator.ranking import RankingError
+    from orchestrator.results_db import RunNotFound
+    try:
+        rk = api.rank(args.run, args.results, objective=args.objective, weights=_weights(args.weights))
+    except (RunNotFound, RankingError) as e:
+        raise _user_error(str(e)) from None
+    sys.stdout.write(rk.to_json() + "\n" if args.format == "json" else rk.to_table())
+    return 0
+
+
+def _results_list(args) -> int:
+    from orchestrator import api
+    runs = api.runs(args.results)
+    if not runs:
+        print(f"no runs in {args.results}")
+        return 0
+    print(f"{'run':<32} {'status':<12} {'measured':>8} {'failed':>6}  updated")
+    for r in runs:
+        print(f"{r['run_id']:<32} {r['status']:<12} {r['n_measured']:>8} {r['n_failed']:>6}  {r['updated_at']}")
+    return 0
+
+
+def _results_export(args) -> int:
+    from orchestrator import api
+    from orchestrator.results_db import RunNotFound
+    if args.output == "-" and args.format == "parquet":
+        raise _user_error("--output -: Parquet is binary; give a file name")
+    try:
+        path = api.export(args.run, args.format, args.results, out=None if args.output == "-" else args.output)
+    except RunNotFound as e:
+        raise _user_error(str(e)) from None
+    if args.output == "-":
+        sys.stdout.write(path.read_text())
+    else:
+        print(path)
+    return 0
+
+
+def register(sub) -> None:
+    """Adds the sweep, rank and results subcommands to the CLI's subparsers."""
+    results_help = f"results folder holding mvpfarm.sqlite (default: {DEFAULT_RESULTS})"
+
+    sweep = sub.add_parser("sweep", help="run model-size tip sweeps on a Ray cluster",
+                           description="Sweeps: a base model and the tips to try, fanned out over Ray.")
+    sweep_sub = sweep.add_subparsers(dest="sweep_command", metavar="COMMAND")
+    sweep_sub.required = True
+    run = sweep_sub.add_parser(
+        "run", help="run (or resume) a sweep file",
+        description="Build every variant of the sweep file (a TOML file; see examples/kws-tips.toml), "
+                    "profile it on each target, and write the results table, the tip ranking and a report. "
+                    "Without --address (or RAY_ADDRESS) a local Ray starts on 127.0.0.1. Running the same "
+                    "file again resumes: only missing measurements are made.")
+    run.add_argument("file", metavar="FILE", help="the sweep file (.toml)")
+    run.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR", help=results_help)
+    run.add_argument("--address", default=None, metavar="ADDR",
+                     help="an existing Ray cluster (e.g. 127.0.0.1:6379 or auto; default: RAY_ADDRESS, "
+                          "else a local Ray)")
+    run.add_argument("--num-cpus", type=int, default=None, metavar="N",
+                     help="CPUs of the local Ray (default: all)")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="measure the failed variants of an earlier run of this file again")
+    run.set_defaults(func=_guarded(_sweep_run))
+
+    rank = sub.add_parser("rank", help="rank the tips of a sweep run",
+                          description="For each tip and level: the change against the base in flash, RAM, "
+                                      "cycles and latency, ranked by the objective, with the Pareto front.")
+    rank.add_argument("run", metavar="RUN", help="a run id, or latest")
+    rank.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR", help=results_help)
+    rank.add_argument("--objective", choices=("latency", "ram", "flash", "weighted"), default="latency",
+                      help="what to minimise (default: latency)")
+    rank.add_argument("--weights", default=None, metavar="W",
+                      help="for --objective weighted: e.g. latency=0.5,ram=0.3,flash=0.2 (default: equal)")
+    rank.add_argument("--format", choices=("table", "json"), default="table")
+    rank.set_defaults(func=_guarded(_rank))
+
+    res = sub.add_parser("results", help="list runs, export a run's table",
+                         description="The result table: list the runs, or export one run as CSV, Parquet "
+                                     "or JSON.")
+    res.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR", help=results_help)
+    res_sub = res.add_subparsers(dest="results_command", metavar="COMMAND")
+    lst = res_sub.add_parser("list", help="list the runs (the default)")
+    lst.add_argument("--results", default=argparse.SUPPRESS, metavar="DIR", help=results_help)
+    exp = res_sub.add_parser("export", help="export one run's table",
+                             description="Write one run's table (one row per variant and target) to "
+                                         "DIR/RUN/measurements.FORMAT, or to --output.")
+    exp.add_argument("run", metavar="RUN", help="a run id, or latest")
+    exp.add_argument("--results", default=argparse.SUPPRESS, metavar="DIR", help=results_help)
+    exp.add_argument("--format", choices=("csv", "parquet", "json"), required=True)
+    exp.add_argument("--output", "-o", default=None, metavar="PATH", help="where to write ('-': stdout)")
+    exp.set_defaults(func=_guarded(_results_export))
+    res.set_defaults(func=_guarded(_results_list))
+    lst.set_defaults(func=_guarded(_results_list))

@@ -1,0 +1,326 @@
+"""Fan-out: a sweep's variants as Ray tasks, results written to the table as they arrive.
+
+Two kinds of task, each in its own worker pool (Ray keeps one pool per runtime environment):
+build tasks import TensorFlow and convert a variant; profile tasks run the simulator, which
+never imports TensorFlow, so a simulator worker starts in a fraction of a second. A build task
+hands its .tflite to the profile tasks through Ray's object store, not through the driver.
+
+Failure handling:
+- a worker process that dies is retried by Ray (`max_retries`); a task that keeps killing its
+  worker is recorded as failed with Ray's reason;
+- a variant that cannot be converted, does not fit the board, or that the profiler rejects is
+  recorded as failed with its reason (the numbers are kept when there are any);
+- the driver writes each result in one transaction as it arrives, so Ctrl-C or a killed driver
+  loses at most the tasks in flight, and a rerun of the same sweep file measures only what is
+  missing (the table's UNIQUE key makes a second write of a row impossible).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import ray
+
+from orchestrator import board, build
+from orchestrator.progress import Counts, SweepProgress
+from orchestrator.results_db import ResultsDB
+from orchestrator.sweep_file import Sweep, TargetSpec
+from orchestrator.tips import TipNotApplicable, apply_tips
+from orchestrator.variants import Variant, expand
+
+MAX_RETRIES = 3
+_WAIT_S = 0.5
+
+
+class SweepError(Exception):
+    """A sweep that cannot go on (e.g. its base model does not build); one line for the user."""
+
+
+def tool_versions() -> dict:
+    out = {"python": sys.version.split()[0], "tensorflow": build.tensorflow_version()}
+    for dist in ("mvpfarm", "ray", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "unknown"
+    return out
+
+
+# --- Ray ---------------------------------------------------------------------------------------
+def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Connects to the cluster at `address` (or RAY_ADDRESS), else starts a local Ray on
+    127.0.0.1. Returns True if this call started Ray (and so should shut it down)."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"     # every node on 127.0.0.1
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    common = dict(log_to_driver=False, logging_level=logging.WARNING)
+    if address:
+        ray.init(address=address, **common)
+    else:
+        os.environ.setdefault("RAY_num_workers_soft_limit", str(worker_soft_limit(num_cpus or os.cpu_count() or 1)))
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                 _node_ip_address="127.0.0.1", **common)
+    return True
+
+
+def worker_soft_limit(n_cpus: int) -> int:
+    """How many idle workers a node should keep. Ray's default (one per CPU) is too few for two
+    worker pools: it would kill an idle build worker to start a simulator worker and back, and
+    every build would pay TensorFlow's import again (measured: 14 build processes for 18 builds,
+    7x slower). Nodes of an existing cluster need RAY_num_workers_soft_limit set likewise."""
+    return 2 * n_cpus + 1
+
+
+def _worker_env(role: str) -> dict:
+    env = {"MVPFARM_WORKER": role}
+    if role == "build":
+        env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return {"env_vars": env}
+
+
+@ray.remote(num_cpus=1, max_retries=MAX_RETRIES, runtime_env=_worker_env("build"))
+def base_config_task(base: dict, cache_dir: str) -> dict:
+    return build.base_config(base, cache_dir)
+
+
+@ray.remote(num_cpus=1, max_retries=MAX_RETRIES, num_returns=2, runtime_env=_worker_env("build"))
+def build_task(spec: dict, build_settings: dict, cache_dir: str):
+    t0 = time.perf_counter()
+    meta, data = build.build_variant(spec, build_settings, cache_dir)
+    meta["build_s"] = time.perf_counter() - t0
+    meta["pid"] = os.getpid()
+    return meta, data
+
+
+@ray.remote(num_cpus=1, max_retries=MAX_RETRIES, runtime_env=_worker_env("simulator"))
+def profile_task(data: bytes, target: dict, name: str) -> dict:
+    from simulator.errors import ModelError
+    from simulator.profiler import profile_model
+    t0 = time.perf_counter()
+    try:
+        record = profile_model(data, accelerator=target["accelerator"], timing=target["timing"],
+                               name=name, clock_hz=target["clock_hz"])
+    except ModelError as e:
+        return {"ok": False, "error": f"profiler error: {e}", "profile_s": time.perf_counter() - t0}
+    except Exception as e:      # a simulator bug must not take the sweep down: record it
+        return {"ok": False, "error": f"profiler error: {type(e).__name__}: {e}",
+                "profile_s": time.perf_counter() - t0}
+    return {"ok": True, "record": record.to_dict(), "profile_s": time.perf_counter() - t0,
+            "pid": os.getpid(), "tensorflow_loaded": "tensorflow" in sys.modules}
+
+
+def _ray_reason(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+
+
+# --- the run -----------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    run_id: str
+    db_path: str
+    counts: Counts
+    wall_s: float = 0.0
+    build_s: float = 0.0            # summed over build tasks (model construction + conversion)
+    convert_s: float = 0.0          # summed TensorFlow conversion time
+    profile_s: float = 0.0          # summed simulator time
+    n_built: int = 0                # conversions run (cache hits excluded)
+    n_cached: int = 0
+    n_skipped: int = 0              # measurements already in the table (resume)
+    n_cpus: float = 0.0
+    profile_workers_with_tf: set = field(default_factory=set)
+    build_pids: set = field(default_factory=set)      # worker processes that ran conversions
+
+
+@dataclass
+class _Job:
+    variant: Variant
+    targets: list[TargetSpec]
+    spec_key: str | None = None
+
+
+def run(sweep: Sweep, results_dir: str | Path = "results", address: str | None = None,
+        num_cpus: int | None = None, cache_dir: str | Path | None = None,
+        progress: bool | None = None, retry_failed: bool = False) -> RunResult:
+    """Runs the sweep's missing measurements (all of them on the first run); with `retry_failed`
+    the failed ones too (e.g. after a simulator fix)."""
+    results_dir = Path(results_dir)
+    cache_dir = str(Path(cache_dir) if cache_dir else results_dir / "cache")
+    variants = expand(sweep.tips, sweep.mode)
+    versions = tool_versions()
+    db = ResultsDB(results_dir)
+    try:
+        db.start_run(sweep.run_id, sweep.name, sweep.path, sweep.sha256, sweep.text, sweep.mode,
+                     sweep.base, len(variants), len(sweep.targets), versions)
+        if retry_failed:
+            db.delete_failed(sweep.run_id)
+        done = db.done(sweep.run_id)
+        jobs = [_Job(v, [t for t in sweep.targets if (v.id, t.key) not in done]) for v in variants]
+        jobs = [j for j in jobs if j.targets]
+        counts = Counts(total=sum(len(j.targets) for j in jobs))
+        result = RunResult(sweep.run_id, str(db.path), counts,
+                           n_skipped=len(variants) * len(sweep.targets) - counts.total)
+        if not jobs:
+            db.set_status(sweep.run_id, "finished")
+            return result
+        started = connect(address, num_cpus)
+        t0 = time.perf_counter()
+        try:
+            result.n_cpus = ray.cluster_resources().get("CPU", 0.0)
+            _Runner(sweep, db, cache_dir, versions, result).run(jobs, progress)
+        except KeyboardInterrupt:
+            db.set_status(sweep.run_id, "interrupted")
+            raise
+        except SweepError:
+            db.set_status(sweep.run_id, "failed")
+            raise
+        finally:
+            result.wall_s = time.perf_counter() - t0
+            if started:
+                ray.shutdown()
+        db.set_status(sweep.run_id, "finished")
+        return result
+    finally:
+        db.close()
+
+
+class _Runner:
+    def __init__(self, sweep: Sweep, db: ResultsDB, cache_dir: str, versions: dict, result: RunResult):
+        self.sweep, self.db, self.cache_dir, self.result = sweep, db, cache_dir, result
+        self.versions_json = json.dumps(versions)
+        self.build_settings = sweep.build.as_dict()
+        self.pending: dict = {}            # ObjectRef -> ("build", key) | ("profile", job, target, meta)
+        self.waiting: dict[str, list[_Job]] = {}    # spec key -> jobs sharing that build
+        self.to_build: list[tuple[str, dict]] = []   # (spec key, spec) not yet submitted
+        self.n_building = 0
+        # Builds are submitted a few at a time: with every build queued at once, Ray would run
+        # them all before any profile task, and no result would land until the very end. One
+        # more than the CPUs, so that a freed CPU never waits for the driver.
+        self.max_building = max(1, int(result.n_cpus or 1)) + 1
+
+    @property
+    def counts(self) -> Counts:
+        return self.result.counts
+
+    def run(self, jobs: list[_Job], progress: bool | None) -> None:
+        base_spec = self._base_spec()
+        with SweepProgress(self.counts, progress, self.sweep.name) as bar:
+            try:
+                for job in jobs:
+                    self._submit(job, base_spec)
+                self._pump()
+                bar.update()
+                while self.pending:
+                    ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=_WAIT_S)
+                    for ref in ready:
+                        self._handle(ref, self.pending.pop(ref))
+                    self._pump()
+                    bar.update()
+            except KeyboardInterrupt:
+                for ref in list(self.pending):
+                    ray.cancel(ref, force=True)
+                raise
+
+    def _base_spec(self) -> dict:
+        cached = Path(self.cache_dir) / "base" / f"{build.base_key(self.sweep.base)}.json"
+        if cached.is_file():
+            return json.loads(cached.read_text())
+        try:
+            return ray.get(base_config_task.remote(self.sweep.base, self.cache_dir))
+        except ray.exceptions.RayTaskError as e:
+            cause = e.cause if isinstance(getattr(e, "cause", None), Exception) else e
+            raise SweepError(f"base: {build.one_line(cause)}") from None
+
+    def _submit(self, job: _Job, base_spec: dict) -> None:
+        try:
+            spec = apply_tips(base_spec, job.variant.levels)
+        except TipNotApplicable as e:
+            for t in job.targets:
+                self._write(job, t, {}, error=f"not applicable: {e}")
+            return
+        key = build.variant_key(spec, self.build_settings)
+        job.spec_key = key
+        if key in self.waiting:                 # the same model as another variant: build once
+            self.waiting[key].append(job)
+            return
+        self.waiting[key] = [job]
+        data = build.cached_tflite(self.cache_dir, key)
+        if data is not None:
+            self._built(key, {"ok": True, "key": key, "cached": True, "convert_s": 0.0, "build_s": 0.0},
+                        ray.put(data))
+            return
+        self.to_build.append((key, spec))
+
+    def _pump(self) -> None:
+        while self.to_build and self.n_building < self.max_building:
+            key, spec = self.to_build.pop(0)
+            meta_ref, data_ref = build_task.remote(spec, self.build_settings, self.cache_dir)
+            self.pending[meta_ref] = ("build", key, data_ref)
+            self.n_building += 1
+
+    def _built(self, key: str, meta: dict, data_ref) -> None:
+        self.counts.built += 1
+        if meta.get("cached"):
+            self.result.n_cached += 1
+        else:
+            self.result.n_built += 1
+            self.result.build_s += meta.get("build_s", 0.0)
+            self.result.convert_s += meta.get("convert_s", 0.0)
+            self.result.build_pids.add(meta.get("pid"))
+        for job in self.waiting[key]:
+            for t in job.targets:
+                ref = profile_task.remote(data_ref, t.__dict__, job.variant.id)
+                self.pending[ref] = ("profile", job, t, meta)
+
+    def _handle(self, ref, what: tuple) -> None:
+        if what[0] == "build":
+            _, key, data_ref = what
+            self.n_building -= 1
+            try:
+                meta = ray.get(ref)
+            except ray.exceptions.RayError as e:
+                meta = {"ok": False, "error": f"build worker failed: {_ray_reason(e)}"}
+            if meta["ok"]:
+                self._built(key, meta, data_ref)
+            else:
+                for job in self.waiting[key]:
+                    for t in job.targets:
+                        self._write(job, t, meta, error=meta["error"])
+            return
+        _, job, target, meta = what
+        try:
+            res = ray.get(ref)
+        except ray.exceptions.RayError as e:
+            res = {"ok": False, "error": f"profile worker failed: {_ray_reason(e)}"}
+        self.result.profile_s += res.get("profile_s", 0.0)
+        if res.get("tensorflow_loaded"):
+            self.result.profile_workers_with_tf.add(res.get("pid"))
+        if not res["ok"]:
+            self._write(job, target, meta, error=res["error"], profile_s=res.get("profile_s"))
+            return
+        s = res["record"]["summary"]
+        self._write(job, target, meta, record=res["record"], profile_s=res["profile_s"],
+                    error=board.too_large(s["flash_bytes"], s["ram_bytes"]))
+
+    def _write(self, job: _Job, target: TargetSpec, meta: dict, error: str | None = None,
+               record: dict | None = None, profile_s: float | None = None) -> None:
+        v = job.variant
+        row = {"run_id": self.sweep.run_id, "variant": v.id, "tip": v.tip, "level": v.level,
+               "levels_json": json.dumps(v.levels), "target": target.key, "target_kind": target.kind,
+               "accelerator": target.accelerator, "timing": target.timing,
+               "status": "failed" if error else "measured", "error": error,
+               "config_sha256": job.spec_key, "convert_s": meta.get("convert_s"), "profile_s": profile_s,
+               "build_cached": None if not meta else int(bool(meta.get("cached"))),
+               "tool_versions_json": self.versions_json}
+        self.db.write(row, record)
+        if error:
+            self.counts.failed += 1
+        else:
+            self.counts.profiled += 1

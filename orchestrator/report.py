@@ -1,0 +1,170 @@
+"""The run report: Markdown and HTML under results/<run>/, with PNG plots.
+
+- ranking.png: the objective's change per tip level (bars, best first);
+- pareto.png: latency against RAM for every measured variant, the Pareto front marked;
+- layers.png: per-layer accelerator and CPU cycles of the base and the best variants.
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from orchestrator import ranking as ranking_mod
+from orchestrator.results_db import ResultsDB
+
+N_BEST = 3
+
+
+def _md_table(head: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _html_table(head: list[str], rows: list[list]) -> str:
+    out = ["<table>", "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    out += ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows]
+    return "\n".join(out + ["</table>"])
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{x:+.1f}%"
+
+
+def _num(x, fmt="{:,}") -> str:
+    import pandas as pd
+    return "" if x is None or pd.isna(x) else fmt.format(x)
+
+
+def write(db: ResultsDB, run_id: str, out_dir: str | Path, objective: str = "latency") -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = db.run_info(run_id)
+    df = db.measurements(run_id)
+    try:
+        rk = ranking_mod.rank(df, objective=objective, run_id=run_id)
+        rank_error = None
+    except ranking_mod.RankingError as e:
+        rk, rank_error = None, str(e)
+
+    sections: list[tuple[str, str, str]] = []     # (title, markdown, html)
+    base = json.loads(info["base_json"])
+    base_desc = ", ".join(f"{k} = {v}" for k, v in base.items() if k in ("builtin", "builder", "keras", "kwargs"))
+    meta = [["run", run_id], ["sweep file", info["sweep_path"]], ["base", base_desc], ["mode", info["mode"]],
+            ["status", info["status"]], ["measurements", f"{(df['status'] == 'measured').sum()} measured, "
+                                                          f"{(df['status'] == 'failed').sum()} failed"],
+            ["tools", ", ".join(f"{k} {v}" for k, v in json.loads(info["tool_versions_json"]).items())],
+            ["started", info["created_at"]], ["updated", info["updated_at"]]]
+    sections.append(("Run", _md_table(["", ""], meta), _html_table(["", ""], meta)))
+
+    images = []
+    if rk is not None:
+        head = ["rank", "tip", "level", "target", f"{objective} (objective)", "latency", "RAM", "flash",
+                "CPU cycles", "MVP cycles", "MVP layers", "Pareto"]
+        rows = [[e["rank"], e["tip"], e["level"], e["target"], _pct(e["objective_change_pct"]),
+                 _pct(e["latency_change_pct"]), _pct(e["ram_change_pct"]), _pct(e["flash_change_pct"]),
+                 _pct(e["cpu_cycles_change_pct"]), _pct(e["accelerator_cycles_change_pct"]),
+                 f"{e['mvp_layers_change']:+d}", "yes" if e["pareto"] else ""] for e in rk.entries]
+        sections.append(("Tip ranking (change against the base; lower is better)",
+                         _md_table(head, rows), _html_table(head, rows)))
+        if rk.notes:
+            sections.append(("Notes", "\n".join(f"- {n}" for n in rk.notes),
+                             "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in rk.notes) + "</ul>"))
+        images += _plot_ranking(rk, out_dir) + _plot_pareto(df, rk, out_dir) + _plot_layers(db, run_id, rk, out_dir)
+    else:
+        sections.append(("Tip ranking", f"Not available: {rank_error}", html.escape(f"Not available: {rank_error}")))
+
+    head = ["variant", "target", "status", "flash B", "RAM B", "MVP cycles", "CPU cycles", "latency ms",
+            "unsupported", "error"]
+    rows = [[r.variant, r.target, r.status, _num(r.flash_bytes), _num(r.ram_bytes), _num(r.accelerator_cycles),
+             _num(r.cpu_cycles), _num(r.latency_s * 1e3, "{:.3f}"), _num(r.n_unsupported), r.error or ""]
+            for r in df.itertuples()]
+    sections.append(("Measurements", _md_table(head, rows), _html_table(head, rows)))
+
+    md = [f"# mvpfarm sweep report: {info['name']}", ""]
+    body = [f"<h1>mvpfarm sweep report: {html.escape(info['name'])}</h1>"]
+    for title, m, h in sections:
+        md += [f"## {title}", "", m, ""]
+        body += [f"<h2>{html.escape(title)}</h2>", h]
+    if images:
+        md += ["## Plots", ""] + [f"![{t}]({p.name})" for t, p in images] + [""]
+        body += ["<h2>Plots</h2>"] + [f'<p><img src="{p.name}" alt="{html.escape(t)}"></p>' for t, p in images]
+    md_path = out_dir / "report.md"
+    md_path.write_text("\n".join(md))
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}")
+    (out_dir / "report.html").write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(run_id)}</title>"
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return md_path
+
+
+def _plot_ranking(rk, out_dir: Path):
+    import matplotlib.pyplot as plt
+    entries = [e for e in rk.entries if e["objective_change_pct"] is not None]
+    if not entries:
+        return []
+    labels = [f"{e['variant']}" + (f" ({e['target']})" if len({x['target'] for x in entries}) > 1 else "")
+              for e in entries]
+    values = [e["objective_change_pct"] for e in entries]
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(entries) + 1.5))
+    ax.barh(labels[::-1], values[::-1], color=["tab:green" if v < 0 else "tab:red" for v in values[::-1]])
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"{rk.objective} change against the base (%)")
+    ax.set_title("Tip ranking")
+    fig.tight_layout()
+    path = out_dir / "ranking.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [("ranking", path)]
+
+
+def _plot_pareto(df, rk, out_dir: Path):
+    import matplotlib.pyplot as plt
+    front = {(e["variant"], e["target"]) for e in rk.entries if e["pareto"]}
+    rows = df[df["latency_s"].notna()]
+    if rows.empty:
+        return []
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for r in rows.itertuples():
+        on = (r.variant, r.target) in front or r.variant == "base"
+        ax.scatter(r.latency_s * 1e3, r.ram_bytes / 1024, s=30 + r.flash_bytes / 2048,
+                   color="tab:blue" if on else "tab:gray", alpha=0.8,
+                   marker="*" if r.variant == "base" else ("o" if r.status == "measured" else "x"))
+        ax.annotate(r.variant, (r.latency_s * 1e3, r.ram_bytes / 1024), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("RAM (KB)")
+    ax.set_title("Variants: blue = Pareto front (latency, RAM, flash), size = flash, * = base")
+    fig.tight_layout()
+    path = out_dir / "pareto.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [("pareto", path)]
+
+
+def _plot_layers(db: ResultsDB, run_id: str, rk, out_dir: Path):
+    import matplotlib.pyplot as plt
+    target = rk.entries[0]["target"] if rk.entries else None
+    chosen = ["base"] + [e["variant"] for e in rk.entries if e["target"] == target][:N_BEST]
+    layers = db.layers(run_id)
+    layers = layers[layers["target"] == target] if target else layers
+    fig, axes = plt.subplots(len(chosen), 1, figsize=(9, 2.2 * len(chosen)), squeeze=False)
+    for ax, variant in zip(axes[:, 0], chosen):
+        L = layers[layers["variant"] == variant]
+        x = range(len(L))
+        ax.bar(x, L["accelerator_cycles"], label="MVP cycles", color="tab:blue")
+        ax.bar(x, L["cpu_cycles"], bottom=L["accelerator_cycles"], label="CPU cycles", color="tab:orange")
+        ax.set_xticks(list(x), [f"{i}:{op}" for i, op in zip(L["layer_index"], L["opcode"])],
+                      rotation=60, fontsize=6, ha="right")
+        ax.set_title(variant, fontsize=9)
+        ax.set_ylabel("cycles")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    path = out_dir / "layers.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [("per-layer cycles of the base and the best variants", path)]

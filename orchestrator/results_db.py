@@ -1,0 +1,260 @@
+"""The result table: one SQLite file (WAL mode), `results/mvpfarm.sqlite` by default.
+
+Tables:
+- `runs`: one row per sweep run (its file, its settings, tool versions, status, timestamps).
+- `measurements`: one row per (run, variant, target), UNIQUE, so nothing is ever written twice
+  and a rerun measures only what is missing. Flattened summary columns for queries, plus the
+  profile record as it is (`record_json`) and the variant's tip levels (`levels_json`).
+- `layers`: the record's per-layer rows, keyed by (run, variant, target, layer_index).
+
+A measurement and its layers are written in one transaction: a killed driver leaves whole rows.
+
+Load a run into pandas in one call:
+
+    pd.read_sql("SELECT * FROM measurements WHERE run_id = ?",
+                sqlite3.connect("results/mvpfarm.sqlite"), params=["kws-tips-1a2b3c4d5e"])
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+DB_NAME = "mvpfarm.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    sweep_path TEXT,
+    sweep_sha256 TEXT,
+    sweep_toml TEXT,
+    mode TEXT,
+    base_json TEXT,
+    n_variants INTEGER,
+    n_targets INTEGER,
+    status TEXT NOT NULL,
+    tool_versions_json TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS measurements (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    variant TEXT NOT NULL,
+    tip TEXT NOT NULL,
+    level TEXT NOT NULL,
+    levels_json TEXT NOT NULL,
+    target TEXT NOT NULL,
+    target_kind TEXT,
+    accelerator TEXT,
+    timing TEXT,
+    source TEXT,
+    status TEXT NOT NULL CHECK (status IN ('measured', 'failed')),
+    error TEXT,
+    model_sha256 TEXT,
+    config_sha256 TEXT,
+    flash_bytes INTEGER,
+    ram_bytes INTEGER,
+    ops INTEGER,
+    macs INTEGER,
+    n_layers INTEGER,
+    n_unsupported INTEGER,
+    n_layers_on_mvp INTEGER,
+    accelerator_cycles INTEGER,
+    cpu_cycles INTEGER,
+    latency_s REAL,
+    convert_s REAL,
+    profile_s REAL,
+    build_cached INTEGER,
+    tool_versions_json TEXT,
+    record_json TEXT,
+    measured_at TEXT NOT NULL,
+    UNIQUE (run_id, variant, target)
+);
+CREATE TABLE IF NOT EXISTS layers (
+    run_id TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    target TEXT NOT NULL,
+    layer_index INTEGER NOT NULL,
+    opcode TEXT NOT NULL,
+    ops INTEGER,
+    macs INTEGER,
+    supported INTEGER,
+    reason TEXT,
+    accelerator_cycles INTEGER,
+    cpu_cycles INTEGER,
+    latency_s REAL,
+    ram_bytes INTEGER,
+    PRIMARY KEY (run_id, variant, target, layer_index)
+);
+"""
+
+# The export's columns, in order: the interface contract first.
+EXPORT_COLUMNS = ["run_id", "variant", "tip", "level", "target", "status", "error", "flash_bytes",
+                  "ram_bytes", "accelerator_cycles", "cpu_cycles", "latency_s", "n_unsupported",
+                  "n_layers", "n_layers_on_mvp", "ops", "macs", "accelerator", "timing", "source",
+                  "model_sha256", "config_sha256", "levels_json", "convert_s", "profile_s",
+                  "build_cached", "tool_versions_json", "measured_at"]
+EXPORT_FORMATS = ("csv", "parquet", "json")
+INT_COLUMNS = ["flash_bytes", "ram_bytes", "accelerator_cycles", "cpu_cycles", "n_unsupported", "n_layers",
+               "n_layers_on_mvp", "ops", "macs", "build_cached"]
+
+
+class RunNotFound(LookupError):
+    """No such run in the result table; the message is one line."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class ResultsDB:
+    def __init__(self, results_dir: str | Path = "results"):
+        self.results_dir = Path(results_dir)
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.results_dir / DB_NAME
+        self.conn = sqlite3.connect(self.path, timeout=30)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL survives a killed process
+        self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- runs ----------------------------------------------------------------------------------
+    def start_run(self, run_id: str, name: str, sweep_path: str, sweep_sha256: str, sweep_toml: str,
+                  mode: str, base: dict, n_variants: int, n_targets: int, tool_versions: dict) -> bool:
+        """Creates the run or marks an existing one as running again; True if it is new."""
+        t = now()
+        with self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO runs (run_id, name, sweep_path, sweep_sha256, sweep_toml, mode, base_json,"
+                " n_variants, n_targets, status, tool_versions_json, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,'running',?,?,?) ON CONFLICT(run_id) DO NOTHING",
+                (run_id, name, sweep_path, sweep_sha256, sweep_toml, mode, json.dumps(base), n_variants,
+                 n_targets, json.dumps(tool_versions), t, t))
+            if cur.rowcount == 0:
+                self.conn.execute("UPDATE runs SET status='running', updated_at=? WHERE run_id=?", (t, run_id))
+        return cur.rowcount == 1
+
+    def set_status(self, run_id: str, status: str) -> None:
+        with self.conn:
+            self.conn.execute("UPDATE runs SET status=?, updated_at=? WHERE run_id=?", (status, now(), run_id))
+
+    def runs(self) -> list[dict]:
+        rows = self.conn.execute(
+            "SELECT r.*, (SELECT COUNT(*) FROM measurements m WHERE m.run_id=r.run_id AND m.status='measured')"
+            " AS n_measured, (SELECT COUNT(*) FROM measurements m WHERE m.run_id=r.run_id AND"
+            " m.status='failed') AS n_failed FROM runs r ORDER BY updated_at, created_at").fetchall()
+        return [dict(r) for r in rows]
+
+    def resolve_run(self, run: str) -> str:
+        """A run id, or `latest` for the most recently run one."""
+        if run == "latest":
+            row = self.conn.execute("SELECT run_id FROM runs ORDER BY updated_at DESC LIMIT 1").fetchone()
+            if row is None:
+                raise RunNotFound(f"no runs in {self.path}")
+            return row[0]
+        if self.conn.execute("SELECT 1 FROM runs WHERE run_id=?", (run,)).fetchone() is None:
+            known = [r["run_id"] for r in self.runs()][-5:]
+            raise RunNotFound(f"no run {run!r} in {self.path}"
+                              + (f" (recent: {', '.join(known)})" if known else " (it has no runs)"))
+        return run
+
+    def run_info(self, run_id: str) -> dict:
+        return dict(self.conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone())
+
+    # --- measurements --------------------------------------------------------------------------
+    def done(self, run_id: str) -> set[tuple[str, str]]:
+        """(variant, target) pairs that already have a row."""
+        return {(r[0], r[1]) for r in self.conn.execute(
+            "SELECT variant, target FROM measurements WHERE run_id=?", (run_id,))}
+
+    def delete_failed(self, run_id: str) -> int:
+        """Forgets the run's failed measurements so that a rerun tries them again."""
+        with self.conn:
+            self.conn.execute("DELETE FROM layers WHERE (run_id, variant, target) IN (SELECT run_id, variant,"
+                              " target FROM measurements WHERE run_id=? AND status='failed')", (run_id,))
+            return self.conn.execute("DELETE FROM measurements WHERE run_id=? AND status='failed'",
+                                     (run_id,)).rowcount
+
+    def write(self, row: dict, record: dict | None) -> bool:
+        """Writes one measurement (and its layers) atomically; False if it was already there."""
+        row = dict(row)
+        row.setdefault("measured_at", now())
+        if record is not None:
+            s = record["summary"]
+            for k in ("flash_bytes", "ram_bytes", "ops", "macs", "n_layers", "n_unsupported",
+                      "accelerator_cycles", "cpu_cycles", "latency_s"):
+                row[k] = s[k]
+            row["n_layers_on_mvp"] = sum(1 for L in record["layers"] if L["supported"])
+            row["model_sha256"] = record["model"]["sha256"]
+            row["source"] = record["target"]["source"]
+            row["record_json"] = json.dumps(record)
+        cols = list(row)
+        with self.conn:
+            cur = self.conn.execute(
+                f"INSERT INTO measurements ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+                " ON CONFLICT(run_id, variant, target) DO NOTHING", [row[c] for c in cols])
+            if cur.rowcount == 0:
+                return False
+            if record is not None:
+                self.conn.executemany(
+                    "INSERT INTO layers (run_id, variant, target, layer_index, opcode, ops, macs, supported,"
+                    " reason, accelerator_cycles, cpu_cycles, latency_s, ram_bytes)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(row["run_id"], row["variant"], row["target"], L["index"], L["opcode"], L["ops"],
+                      L["macs"], int(L["supported"]), L["reason"], L["accelerator_cycles"],
+                      L["cpu_cycles"], L["latency_s"], L.get("ram_bytes", 0)) for L in record["layers"]])
+        return True
+
+    def measurements(self, run_id: str):
+        """The run's measurements as a pandas DataFrame (export columns, in variant order)."""
+        import pandas as pd
+        df = pd.read_sql(f"SELECT {', '.join(EXPORT_COLUMNS)} FROM measurements WHERE run_id=? ORDER BY id",
+                         self.conn, params=[run_id])
+        for col in INT_COLUMNS:     # failed rows have NULLs: keep integers integers
+            df[col] = df[col].astype("Int64")
+        return df
+
+    def layers(self, run_id: str, variant: str | None = None):
+        import pandas as pd
+        q, params = "SELECT * FROM layers WHERE run_id=?", [run_id]
+        if variant is not None:
+            q, params = q + " AND variant=?", params + [variant]
+        return pd.read_sql(q + " ORDER BY variant, target, layer_index", self.conn, params=params)
+
+    def records(self, run_id: str) -> list[dict]:
+        return [json.loads(r[0]) for r in self.conn.execute(
+            "SELECT record_json FROM measurements WHERE run_id=? AND record_json IS NOT NULL ORDER BY id",
+            (run_id,))]
+
+    def export(self, run_id: str, fmt: str, out: str | Path) -> Path:
+        """Writes the run's table as CSV, Parquet or JSON (records, with the tip levels as objects)."""
+        if fmt not in EXPORT_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "json":      # straight from SQLite: pandas would turn integer columns with NULLs into floats
+            rows = [dict(r) for r in self.conn.execute(
+                f"SELECT {', '.join(EXPORT_COLUMNS)} FROM measurements WHERE run_id=? ORDER BY id", (run_id,))]
+            for r in rows:
+                r["levels"] = json.loads(r.pop("levels_json"))
+                r["tool_versions"] = json.loads(r.pop("tool_versions_json") or "{}")
+            out.write_text(json.dumps(rows, indent=1) + "\n")
+            return out
+        df = self.measurements(run_id)
+        if fmt == "csv":
+            df.to_csv(out, index=False)
+        else:
+            df.to_parquet(out, index=False)
+        return out

@@ -1,0 +1,260 @@
+"""The sweep file: a TOML description of a sweep, read and checked before any work starts.
+
+    name = "kws-tips"
+    base = { builtin = "ds_cnn", kwargs = { filters = 32 } }   # or builder = "pkg.mod:fn", or keras = "m.keras"
+    mode = "one-at-a-time"                                     # or "grid"
+    [tips]
+    input_size = [0.75, 0.5]
+    [[targets]]
+    kind = "simulator"
+    accelerator = "mvp"                                        # or "none"; timing = "vendor-sim"
+    [build]                                                    # optional
+    seed = 0                                                   # seeded random representative data
+    samples = "samples.npy"                                    # or the user's samples, (N, *input_shape)
+
+Every mistake raises `SweepFileError` with one line naming the file and the key.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator import bases, tips
+
+MODES = ("one-at-a-time", "grid")
+TARGET_KINDS = ("simulator",)
+ACCELERATORS = ("mvp", "none")
+_TOP_KEYS = ("name", "base", "mode", "tips", "targets", "build")
+_BUILDER_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
+
+
+class SweepFileError(ValueError):
+    """A mistake in a sweep file; the message is one line naming the file and the key."""
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    kind: str = "simulator"
+    accelerator: str = "mvp"
+    timing: str = "vendor-sim"
+    clock_hz: int = 78_000_000
+
+    @property
+    def key(self) -> str:
+        """How the result table names the target: stable across runs."""
+        return f"{self.kind}/{self.accelerator}/{self.timing}"
+
+
+@dataclass
+class BuildSettings:
+    seed: int = 0
+    n_samples: int = 8
+    samples: str | None = None          # absolute path of a .npy file
+
+    def as_dict(self) -> dict:
+        return {"seed": self.seed, "n_samples": self.n_samples, "samples": self.samples}
+
+
+@dataclass
+class Sweep:
+    name: str
+    path: str
+    sha256: str                          # of the file's bytes: the same file resumes the same run
+    text: str
+    base: dict
+    mode: str
+    tips: dict[str, list]
+    targets: list[TargetSpec]
+    build: BuildSettings = field(default_factory=BuildSettings)
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.name}-{self.sha256[:10]}"
+
+
+def load(path: str | Path) -> Sweep:
+    path = Path(path)
+    try:
+        data_bytes = path.read_bytes()
+    except OSError as e:
+        raise SweepFileError(f"{path}: cannot read the sweep file ({e.strerror})") from None
+    try:
+        text = data_bytes.decode("utf-8")
+        data = tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise SweepFileError(f"{path}: not valid TOML: {e}") from None
+    return parse(data, path, text, hashlib.sha256(data_bytes).hexdigest())
+
+
+def parse(data: dict, path: Path, text: str = "", sha256: str = "") -> Sweep:
+    def fail(key: str, problem: str):
+        raise SweepFileError(f"{path}: {key}: {problem}")
+
+    for key in data:
+        if key not in _TOP_KEYS:
+            fail(key, f"unknown key (known: {', '.join(_TOP_KEYS)})")
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]*", name):
+        fail("name", f"{name!r} is not a name (letters, digits, '.', '_', '-')")
+    if "base" not in data:
+        fail("base", "missing: say which model to start from, e.g. base = { builtin = \"ds_cnn\" }")
+    base = _base(data["base"], path.parent, fail)
+    mode = data.get("mode", "one-at-a-time")
+    if mode not in MODES:
+        fail("mode", f"{mode!r} is not a mode (known: {', '.join(MODES)})")
+    tip_levels = _tips(data.get("tips"), fail)
+    targets = _targets(data.get("targets"), fail)
+    build = _build(data.get("build", {}), path.parent, fail)
+    return Sweep(name=name, path=str(path), sha256=sha256, text=text, base=base, mode=mode,
+                 tips=tip_levels, targets=targets, build=build)
+
+
+def _base(base, folder: Path, fail) -> dict:
+    if not isinstance(base, dict):
+        fail("base", "must be a table, e.g. base = { builtin = \"ds_cnn\" }")
+    kinds = [k for k in ("builtin", "builder", "keras") if k in base]
+    for k in base:
+        if k not in ("builtin", "builder", "keras", "kwargs"):
+            fail(f"base.{k}", "unknown key (known: builtin, builder, keras, kwargs)")
+    if len(kinds) != 1:
+        fail("base", "needs exactly one of builtin, builder or keras")
+    kind = kinds[0]
+    value = base[kind]
+    kwargs = base.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        fail("base.kwargs", "must be a table of keyword parameters")
+    if not isinstance(value, str):
+        fail(f"base.{kind}", "must be a string")
+    out = {kind: value, "kwargs": kwargs}
+    if kind == "builtin":
+        if value not in bases.BUILTINS:
+            fail("base.builtin", f"unknown base {value!r} (known: {', '.join(bases.BUILTINS)})")
+        _check_kwargs(bases.BUILTINS[value], value, kwargs, fail)
+    elif kind == "builder":
+        if not _BUILDER_RE.match(value):
+            fail("base.builder", f"{value!r} is not of the form package.module:function")
+        search_path = [str(folder.resolve())]
+        sys.path[:0] = [p for p in search_path if p not in sys.path]
+        try:
+            found = importlib.util.find_spec(value.partition(":")[0])
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            fail("base.builder", f"module {value.partition(':')[0]!r} not found (searched {folder} "
+                                 "and the Python path)")
+        out["search_path"] = search_path
+    else:
+        p = (folder / value).resolve()
+        if p.suffix != ".keras":
+            fail("base.keras", f"{value!r} is not a .keras file")
+        if not p.is_file():
+            fail("base.keras", f"{p} does not exist")
+        if kwargs:
+            fail("base.kwargs", "a .keras file takes no keyword parameters")
+        out["keras"] = str(p)
+        out["keras_sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def _check_kwargs(fn, name: str, kwargs: dict, fail) -> None:
+    if bases.accepts_any_kwargs(fn):
+        return
+    known = bases.builder_parameters(fn)
+    for k in kwargs:
+        if k not in known:
+            fail(f"base.kwargs.{k}", f"not a parameter of {name} (known: {', '.join(known)})")
+
+
+def _tips(table, fail) -> dict[str, list]:
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        fail("tips", "must be a table of tip = [levels]")
+    out = {}
+    for name, levels in table.items():
+        if name not in tips.TIPS:
+            fail(f"tips.{name}", f"unknown tip (known: {', '.join(tips.TIPS)})")
+        if not isinstance(levels, list):
+            levels = [levels]
+        if not levels:
+            fail(f"tips.{name}", "needs at least one level")
+        seen = []
+        for i, level in enumerate(levels):
+            problem = tips.check_level(name, level)
+            if problem:
+                fail(f"tips.{name}[{i}]", f"impossible level: {problem} ({tips.TIPS[name].level_doc})")
+            if level in seen:
+                fail(f"tips.{name}[{i}]", f"level {level!r} is given twice")
+            seen.append(level)
+        out[name] = levels
+    return out
+
+
+def _targets(table, fail) -> list[TargetSpec]:
+    if table is None:
+        return [TargetSpec()]
+    if not isinstance(table, list) or not table:
+        fail("targets", "must be one or more [[targets]] tables")
+    out = []
+    for i, t in enumerate(table):
+        where = f"targets[{i}]"
+        if not isinstance(t, dict):
+            fail(where, "must be a table")
+        for k in t:
+            if k not in ("kind", "accelerator", "timing", "clock_hz"):
+                fail(f"{where}.{k}", "unknown key (known: kind, accelerator, timing, clock_hz)")
+        kind = t.get("kind", "simulator")
+        if kind not in TARGET_KINDS:
+            fail(f"{where}.kind", f"unknown target {kind!r} (known: {', '.join(TARGET_KINDS)})")
+        acc = t.get("accelerator", "mvp")
+        if acc not in ACCELERATORS:
+            fail(f"{where}.accelerator", f"unknown accelerator {acc!r} (known: {', '.join(ACCELERATORS)})")
+        timing = t.get("timing", "vendor-sim")
+        problem = _timing_problem(timing)
+        if problem:
+            fail(f"{where}.timing", problem)
+        clock = t.get("clock_hz", 78_000_000)
+        if isinstance(clock, bool) or not isinstance(clock, int) or clock <= 0:
+            fail(f"{where}.clock_hz", f"{clock!r} is not a positive whole number of Hz")
+        spec = TargetSpec(kind, acc, timing, clock)
+        if spec in out:
+            fail(where, "the same target is listed twice")
+        out.append(spec)
+    return out
+
+
+def _timing_problem(name) -> str | None:
+    if not isinstance(name, str):
+        return f"{name!r} is not a timing model name"
+    from simulator.timing import load_timing_model
+    try:
+        load_timing_model(name)
+    except (FileNotFoundError, ValueError, KeyError, OSError) as e:
+        return f"unknown timing model {name!r} ({e})"
+    return None
+
+
+def _build(table, folder: Path, fail) -> BuildSettings:
+    if not isinstance(table, dict):
+        fail("build", "must be a table")
+    for k in table:
+        if k not in ("seed", "n_samples", "samples"):
+            fail(f"build.{k}", "unknown key (known: seed, n_samples, samples)")
+    seed = table.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        fail("build.seed", f"{seed!r} is not a whole number >= 0")
+    n = table.get("n_samples", 8)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1000:
+        fail("build.n_samples", f"{n!r} is not a whole number from 1 to 1000")
+    samples = table.get("samples")
+    if samples is not None:
+        p = (folder / str(samples)).resolve()
+        if p.suffix != ".npy" or not p.is_file():
+            fail("build.samples", f"{p} is not an existing .npy file")
+        samples = str(p)
+    return BuildSettings(seed=seed, n_samples=n, samples=samples)

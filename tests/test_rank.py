@@ -1,0 +1,68 @@
+"""Tip rankings from result rows: changes against the base, objectives, Pareto front, notes."""
+import pytest
+
+from orchestrator.ranking import RankingError, change_pct, pareto_front, rank
+
+T = "simulator/mvp/vendor-sim"
+
+
+def r(variant, latency_s, ram, flash, status="measured", error=None, unsupported=0, on_mvp=5, cpu=1000, acc=2000):
+    tip, _, level = variant.partition("=")
+    return {"variant": variant, "tip": tip, "level": level, "target": T, "status": status, "error": error,
+            "latency_s": latency_s, "ram_bytes": ram, "flash_bytes": flash, "n_unsupported": unsupported,
+            "n_layers_on_mvp": on_mvp, "cpu_cycles": cpu, "accelerator_cycles": acc}
+
+
+ROWS = [
+    r("base", 0.010, 100_000, 50_000),
+    r("filters=0.5", 0.006, 70_000, 25_000, cpu=600, acc=1200),
+    r("input_size=0.5", 0.004, 30_000, 50_000, unsupported=2, on_mvp=3),
+    r("pooling=max", 0.007, 80_000, 50_100),
+    r("input_dtype=float32", 0.0101, 104_000, 50_200),
+    r("strides=2", 0.003, 300_000, 50_000, status="failed", error="too large for the board: RAM 300000 B > 262144 B"),
+    {**r("dense_units=0.5", None, None, None, status="failed", error="not applicable: no hidden Dense layers")},
+]
+
+
+def test_change_and_pareto():
+    assert change_pct(75, 100) == -25.0 and change_pct(1, 0) is None and change_pct(None, 3) is None
+    assert pareto_front([(1, 5), (2, 2), (3, 3), (1, 5)]) == [True, True, False, True]
+
+
+def test_latency_ranking_values_and_order():
+    rk = rank(ROWS, run_id="r")
+    out = rk.to_json_list()
+    assert [e["variant"] for e in out] == ["input_size=0.5", "filters=0.5", "pooling=max", "input_dtype=float32"]
+    assert [e["rank"] for e in out] == [1, 2, 3, 4]
+    first = out[0]
+    assert first["latency_change_pct"] == pytest.approx(-60.0) == first["objective_change_pct"]
+    assert first["ram_change_pct"] == pytest.approx(-70.0) and first["flash_change_pct"] == pytest.approx(0.0)
+    assert first["mvp_layers_change"] == -2
+    assert out[1]["cpu_cycles_change_pct"] == pytest.approx(-40.0)
+    assert out[1]["accelerator_cycles_change_pct"] == pytest.approx(-40.0)
+    # Pareto over (latency, RAM, flash) with the base: pooling is dominated by filters=0.5
+    assert {e["variant"]: e["pareto"] for e in out} == {"input_size=0.5": True, "filters=0.5": True,
+                                                        "pooling=max": False, "input_dtype=float32": False}
+    notes = "\n".join(rk.notes)
+    assert "input_size=0.5 pushes 2 layer(s) off the MVP" in notes
+    assert "strides=2: too large for the board" in notes and "not ranked" in notes
+    assert "dense_units=0.5: not applicable" in notes
+    assert "rank" in rk.to_table() and "Notes:" in rk.to_table()
+
+
+def test_other_objectives():
+    assert [e["variant"] for e in rank(ROWS, "flash").entries][0] == "filters=0.5"
+    assert [e["variant"] for e in rank(ROWS, "ram").entries][0] == "input_size=0.5"
+    w = rank(ROWS, "weighted", weights={"latency": 1, "flash": 3}).entries
+    by = {e["variant"]: e["objective_change_pct"] for e in w}
+    assert by["filters=0.5"] == pytest.approx((1 * -40 + 3 * -50) / 4)
+    assert w[0]["variant"] == "filters=0.5"
+
+
+def test_unrankable():
+    with pytest.raises(RankingError, match="base model has no measurement"):
+        rank(ROWS[1:], run_id="r")
+    with pytest.raises(RankingError, match="objective must be one of"):
+        rank(ROWS, "speed")
+    with pytest.raises(RankingError, match="base model failed"):
+        rank([r("base", None, None, None, "failed", "conversion error: x")] + ROWS[1:2])

@@ -134,10 +134,9 @@ def _rank_target(rows: list[dict], target: str, weights: dict, out: Ranking, mul
         parts = [(w, e[f"{k}_change_pct"]) for k, w in weights.items() if e[f"{k}_change_pct"] is not None]
         total_w = sum(w for w, _ in parts)
         e["objective_change_pct"] = sum(w * c for w, c in parts) / total_w if total_w else None
-        if (r["n_unsupported"] or 0) > (base["n_unsupported"] or 0):
-            n_off = int(r["n_unsupported"]) - int(base["n_unsupported"] or 0)
-            out.notes.append(f"{r['variant']}{where} pushes {n_off} layer(s) off the MVP (they fall back "
-                             "to the CPU)")
+        if r["status"] != "failed" and e["mvp_layers_change"] < 0:
+            out.notes.append(f"{r['variant']}{where} pushes {-e['mvp_layers_change']} layer(s) off the MVP "
+                             "(they fall back to the CPU)")
         if r["status"] == "failed":
             out.notes.append(f"{r['variant']}{where}: {r['error']}; not ranked")
             out.failed.append(r)

@@ -67,8 +67,9 @@ def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = DEFAULT_
     check_operators(graph)
     tm = load_timing_model(timing)
     plans = _plans(graph, accelerator)
-    # RAM follows what actually runs: a layer the vendor logs as rejected may still launch programs
-    arena = plan_arena(graph, [p.runs_on_mvp for p in plans], mvp_build=(accelerator == "mvp"))
+    # Prepare's verdict decides the kernel's buffers: a layer the kernel rejects keeps only some of
+    # them, even where (a vendor quirk) its programs still run
+    arena = plan_arena(graph, [p.supported for p in plans], mvp_build=(accelerator == "mvp"))
 
     layers = []
     for op, plan, kernel_bytes in zip(graph.operators, plans, arena.per_layer_bytes):

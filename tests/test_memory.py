@@ -157,3 +157,14 @@ def test_vendor_search_matches_observed_points():
     # minimum host arenas (head + tail) of two zoo models and the size the vendor's search returned
     assert _vendor_search(6672) == 6784        # anomaly_detection, reference kernels
     assert _vendor_search(12928) == 12928      # audio_example1, reference kernels
+
+
+@pytest.mark.parametrize("path,accelerator,result", CASES, ids=oracle_ids(CASES))
+def test_profile_ram_within_one_percent_of_the_oracle(path, accelerator, result):
+    """What `mvpfarm profile` reports, with its own MVP decisions, not the oracle's."""
+    if any("Failed to prepare" in (layer.get("error_msg") or "") for layer in result["layers"]):
+        pytest.skip("the vendor simulator failed to prepare this model: its number is not a load size")
+    from simulator.profiler import profile_file
+    expected = result["summary"]["runtime_memory_size"]
+    got = profile_file(path, accelerator=accelerator).summary.ram_bytes
+    assert abs(got - expected) <= 0.01 * expected, (got, expected)

@@ -1,0 +1,66 @@
+"""Profile fidelity: mvpfarm's numbers against the vendor simulator's (the oracle), model by model.
+
+For every model with oracle numbers (tests/data/*/mltk_sim.jsonl), MVP build, `--timing vendor-sim`:
+RAM error, per-layer MVP support agreement, accelerator-cycle error of the model and mean absolute
+percentage error over its layers. Ops, MACs, flash and layer counts are exact (the tests check).
+
+    .venv/bin/python bench/profile_fidelity.py            # Markdown table on stdout
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from simulator.profiler import profile_file  # noqa: E402
+
+
+def pct(got: float, want: float) -> float:
+    return 100.0 * (got - want) / want if want else 0.0
+
+
+def main() -> int:
+    rows = []
+    for jsonl in sorted((ROOT / "tests" / "data").glob("*/mltk_sim.jsonl")):
+        for line in jsonl.read_text().splitlines():
+            rec = json.loads(line)
+            res = rec.get("result", {})
+            if "summary" not in res:
+                continue
+            path = jsonl.parent / f"{rec['model']}.tflite"
+            acc = rec["accelerator"]
+            prof = profile_file(path, accelerator=acc, timing="vendor-sim")
+            s = res["summary"]
+            ram_err = pct(prof.summary.ram_bytes, s["runtime_memory_size"])
+            if acc == "none":
+                rows.append((f"{jsonl.parent.name}/{rec['model']}", acc, ram_err, None, None, None))
+                continue
+            # the oracle calls a layer without an MVP kernel "supported" (nothing rejected it)
+            agree = sum(1 for L, o in zip(prof.layers, res["layers"])
+                        if (L.supported or (L.reason or "").startswith("no MVP kernel")) == o.get("supported", True))
+            layer_errs = [abs(pct(L.accelerator_cycles, o["accelerator_cycles"]))
+                          for L, o in zip(prof.layers, res["layers"]) if o.get("accelerator_cycles")]
+            rows.append((f"{jsonl.parent.name}/{rec['model']}", acc, ram_err,
+                         pct(prof.summary.accelerator_cycles, s.get("accelerator_cycles") or 0),
+                         sum(layer_errs) / len(layer_errs) if layer_errs else 0.0,
+                         f"{agree}/{len(res['layers'])}"))
+
+    print("| model | build | RAM error | MVP support agrees | accel. cycles error (model) | layer MAPE |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for name, acc, ram, cyc, mape, agree in rows:
+        print(f"| {name} | {acc} | {ram:+.2f}% | {agree or '-'} | "
+              f"{'-' if cyc is None else f'{cyc:+.2f}%'} | {'-' if mape is None else f'{mape:.2f}%'} |")
+    rams = [abs(r[2]) for r in rows]
+    cycs = [abs(r[3]) for r in rows if r[3] is not None]
+    mapes = [r[4] for r in rows if r[4] is not None]
+    print(f"\n{len(rows)} profiles: RAM |error| max {max(rams):.2f}% (mean {sum(rams) / len(rams):.3f}%); "
+          f"accelerator cycles |error| per model max {max(cycs):.3f}%, mean per-layer MAPE "
+          f"{sum(mapes) / len(mapes):.3f}% (worst model {max(mapes):.3f}%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -183,6 +183,8 @@ def fit_cpu(samples: list[ModelSample], prior: TimingModel) -> dict:
     for m in samples:
         for L in m.layers:
             rows.append((L.kernel, L.cpu_features, L.measured_cpu))
+            if L.kernel in cpu_model.KERNEL_FAMILIES:
+                rows.append((cpu_model.KERNEL_FAMILIES[L.kernel], L.cpu_features, L.measured_cpu))
             if L.plan.runs_on_mvp:
                 rows.append((POOLED_MVP_KEY, L.cpu_features, L.measured_cpu))
     return cpu_model.fit_params(rows, prior.cpu, features_for=_cpu_features_for)

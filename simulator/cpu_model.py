@@ -20,6 +20,14 @@ HARDWARE_DIR = Path(__file__).with_name("hardware")
 DEFAULT_PARAMS_NAME = "cortex_m33_cpu"
 PARAMS_PATH = HARDWARE_DIR / f"{DEFAULT_PARAMS_NAME}.json"
 POOLED_MVP_KEY = "*/mvp"  # coefficients shared by MVP kernels that have none of their own
+
+# CPU kernels that do the same work per element, so one can be priced by another's measurements
+# when it has none of its own: TFLM's int8 softmax, logistic and tanh each evaluate a fixed-point
+# exp per element; quantize and dequantize each rescale an element through a multiplier.
+KERNEL_FAMILIES = {
+    "softmax/cpu": "exp/cpu", "logistic/cpu": "exp/cpu", "tanh/cpu": "exp/cpu",
+    "quantize/cpu": "rescale/cpu", "dequantize/cpu": "rescale/cpu",
+}
 FEATURES = ("fixed", "in_elements", "out_elements", "macs", "programs", "program_channels")
 
 
@@ -45,9 +53,12 @@ def kernel_key(op: Operator, plan) -> str:
 def candidate_keys(op: Operator, plan) -> list[str]:
     """Coefficient sets that may price a layer, most specific first: the kernel path the plan
     chose (e.g. "depthwise_conv_2d/mvp-opt": one program per pixel costs the CPU differently from
-    the generic path), the op's MVP or CPU key, then for MVP layers the pooled MVP set."""
+    the generic path), the op's MVP or CPU key, its kernel family, then for MVP layers the pooled
+    MVP set."""
     keys = [plan.kernel] if plan.runs_on_mvp and getattr(plan, "kernel", None) else []
     keys.append(kernel_key(op, plan))
+    if kernel_key(op, plan) in KERNEL_FAMILIES:
+        keys.append(KERNEL_FAMILIES[kernel_key(op, plan)])
     if plan.runs_on_mvp:
         keys.append(POOLED_MVP_KEY)
     return list(dict.fromkeys(keys))

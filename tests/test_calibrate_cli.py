@@ -35,9 +35,9 @@ def _cli(argv: list[str]) -> int:
 
 
 def test_published_boards_leave_one_model_out(tmp_path, capsys):
-    """Recorded (README): LOO latency error per model on the published boards, mean 15.4%:
+    """Recorded (README): LOO latency error per model on the published boards, mean 7.4%:
     image_example1 -24.2%, keyword_spotting -2.3%, anomaly_detection -3.9%, tflite_micro_speech +2.2%,
-    audio_example1 -8.3%, autoencoder_example -65.0%, keyword_spotting_mobilenetv2 -14.7%,
+    audio_example1 -8.3%, autoencoder_example -0.7%, keyword_spotting_mobilenetv2 -14.7%,
     rock_paper_scissors -2.9%. The shipped `board` model was fitted on all eight (in-sample 2.0%), so a
     refit cannot beat it on these records and is refused; against vendor-sim (20.2%) it is saved."""
     results = tmp_path / "results"
@@ -46,22 +46,23 @@ def test_published_boards_leave_one_model_out(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)["report"]
     errors = {r["model"]: r["error"] for r in report["models"]}
     assert set(errors) == set(json.loads(REPORTS.read_text()))
-    assert report["mean_abs_error"] == pytest.approx(0.154, abs=0.01)
+    assert report["mean_abs_error"] == pytest.approx(0.074, abs=0.01)
     assert errors["keyword_spotting"] == pytest.approx(-0.023, abs=0.01)
     assert errors["rock_paper_scissors"] == pytest.approx(-0.029, abs=0.01)
-    assert errors["autoencoder_example"] == pytest.approx(-0.65, abs=0.03)   # logistic: no other model has it
+    # logistic: no other model has it; priced by its kernel family (softmax: a fixed-point exp per element)
+    assert errors["autoencoder_example"] == pytest.approx(-0.007, abs=0.03)
     assert report["base"]["name"] == "board" and report["base"]["mean_abs_error"] < 0.03
 
     assert _cli(["calibrate", "--measured", str(REPORTS), "--models", str(ZOO), "--results", str(results)]) == 1
     out, err = capsys.readouterr()
-    assert "keyword_spotting" in out and "mean absolute error" in out and "15.4%" in out
+    assert "keyword_spotting" in out and "mean absolute error" in out and "7.4%" in out
     assert "refusing to save" in err and not (results / "timing_models").exists()
 
     assert _cli(["calibrate", "--measured", str(REPORTS), "--models", str(ZOO), "--results", str(results),
                  "--base", "vendor-sim", "--name", "zoo-fit"]) == 0
     assert "saved" in capsys.readouterr().out
     saved = load_timing_model("zoo-fit", results_dir=results)
-    assert saved.meta["cv"]["mean_abs_error"] == pytest.approx(0.154, abs=0.01)
+    assert saved.meta["cv"]["mean_abs_error"] == pytest.approx(0.074, abs=0.01)
     # and compare uses it by name from the same results folder
     assert _cli(["compare", "--measured", str(REPORTS), "--models", str(ZOO / "keyword_spotting.tflite"),
                  "--timing", "zoo-fit", "--results", str(results), "--format", "json"]) == 0

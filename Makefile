@@ -14,7 +14,7 @@ $(BIN)/mvpfarm: pyproject.toml
 setup: $(BIN)/mvpfarm
 
 demo: setup
-	$(BIN)/mvpfarm profile tests/data/zoo/*.tflite
+	$(BIN)/mvpfarm sweep run examples/demo.toml --results results
 
 test: setup
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(BIN)/python -m pytest -q -ra

@@ -220,7 +220,11 @@ class BoardAgent:
 
     # -- jobs ------------------------------------------------------------------------------------
 
-    def run_job(self, job_id: str, tflite_bytes: bytes, name: str = "model") -> JobOutcome:
+    def run_job(self, job_id: str, tflite_bytes: bytes, name: str = "model", warmup: int | None = None,
+                repeats: int | None = None) -> JobOutcome:
+        """Measures one model; `warmup` and `repeats` default to the agent's configuration."""
+        warmup = self.config.warmup if warmup is None else warmup
+        repeats = self.config.repeats if repeats is None else repeats
         board_id = self.info.board_id if self.info else self.port
         if self.state == QUARANTINED:
             return self._outcome(job_id, RETRY_ELSEWHERE, reason=f"board quarantined: {self.reason}")
@@ -243,7 +247,7 @@ class BoardAgent:
                         self._quarantine(f"no recovery by RESET ({e}) after: {last_fault}")
                         break
                 try:
-                    record = self._measure(tflite_bytes, reference)
+                    record = self._measure(tflite_bytes, reference, warmup, repeats)
                 except _Refused as e:
                     self.state = IDLE
                     return self._outcome(job_id, FAILED, reason=f"refused by board {board_id}: {e}")
@@ -269,7 +273,7 @@ class BoardAgent:
         st = self.status()
         return JobOutcome(job_id, status, st.board_id, record, reason, st)
 
-    def _measure(self, data: bytes, reference: ProfileRecord) -> ProfileRecord:
+    def _measure(self, data: bytes, reference: ProfileRecord, warmup: int, repeats: int) -> ProfileRecord:
         cfg, info = self.config, self.info
         self._open().discard_input()
         # upload: BEGIN, checksummed chunks, END (the board checks the sha256 and loads the model)
@@ -289,21 +293,21 @@ class BoardAgent:
         if loaded.n_layers != n_layers:
             raise _Fault(f"board loaded {loaded.n_layers} layers, the model has {n_layers}")
         try:
-            done = self._exchange(P.Profile(cfg.warmup, cfg.repeats), P.ProfileDone,
+            done = self._exchange(P.Profile(warmup, repeats), P.ProfileDone,
                                   timeout_s=cfg.profile_timeout_s, retries=1)
         except BoardError as e:
             if e.code in P.ErrorCode.MODEL_FATAL:
                 raise _Refused(e.error.describe()) from None
             raise
-        if done.n_layers != n_layers or done.repeats != cfg.repeats:
+        if done.n_layers != n_layers or done.repeats != repeats:
             raise _Fault(f"PROFILE_DONE reports {done.n_layers} layers x {done.repeats} repeats, "
-                         f"expected {n_layers} x {cfg.repeats}")
+                         f"expected {n_layers} x {repeats}")
         measured = []
         for i, ref in enumerate(reference.layers):
             layer = self._exchange(P.ReadLayer(i), P.Layer)
-            if layer.index != i or len(layer.cpu_cycles) != cfg.repeats:
+            if layer.index != i or len(layer.cpu_cycles) != repeats:
                 raise _Fault(f"LAYER reply for layer {layer.index} with {len(layer.cpu_cycles)} "
-                             f"repeats, asked for layer {i} x {cfg.repeats}")
+                             f"repeats, asked for layer {i} x {repeats}")
             expected_op = _OPCODES.get(ref.opcode)
             if expected_op is not None and layer.opcode != expected_op:
                 raise _Fault(f"layer {i}: board ran opcode {layer.opcode}, the model has "

@@ -22,17 +22,10 @@ def _error(msg: str) -> int:
 def _parse_faults(specs: list[str], count: int):
     """`--fault [INDEX=]KIND[:VALUE]`: without INDEX the fault applies to every board."""
     from device_agents.virtual_board import Faults
-    per_board: list[list[str]] = [[] for _ in range(count)]
-    for spec in specs:
-        index, sep, rest = spec.partition("=")
-        if sep:
-            if not index.isdigit() or int(index) >= count:
-                raise ValueError(f"--fault {spec}: board index must be 0..{count - 1}")
-            per_board[int(index)].append(rest)
-        else:
-            for lst in per_board:
-                lst.append(spec)
-    return [Faults.parse(lst) for lst in per_board]
+    try:
+        return Faults.parse_per_board(specs, count)
+    except ValueError as e:
+        raise ValueError(f"--fault: {e}") from None
 
 
 def _emulate(args: argparse.Namespace) -> int:

@@ -44,13 +44,15 @@ def board_resource(kind: str) -> str:
 
 
 def spawn_agent(port: str, kind: str, config: AgentConfig | None = None, node_id: str | None = None,
-                name: str | None = None, detached: bool = False):
+                name: str | None = None, detached: bool = False, hold_resource: bool = True):
     """One agent actor for the board on `port`, pinned to `node_id` (the node the port is on;
-    default: this driver's node) and holding one unit of `board:<kind>`."""
+    default: this driver's node) and holding one unit of `board:<kind>`. Without `hold_resource`
+    (virtual boards started for one run on a node that offers no board resources) node affinity
+    alone places it."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     node_id = node_id or ray.get_runtime_context().get_node_id()
-    opts = dict(num_cpus=0, max_concurrency=4, resources={board_resource(kind): 1},
+    opts = dict(num_cpus=0, max_concurrency=4, resources={board_resource(kind): 1} if hold_resource else {},
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
     if name:
         opts.update(name=name, namespace=NAMESPACE, get_if_exists=False)
@@ -85,6 +87,8 @@ class _Job:
     future: Future
     attempts: list[str] = field(default_factory=list)
     tried: list[str] = field(default_factory=list)
+    warmup: int | None = None
+    repeats: int | None = None
 
 
 @dataclass
@@ -125,9 +129,10 @@ class BoardPool:
 
     # -- API --------------------------------------------------------------------------------------
 
-    def submit(self, job_id: str, tflite_bytes: bytes, name: str = "model", kind: str | None = None
-               ) -> Future:
-        """Queues one job; the future gives a JobResult (never raises for board or model trouble)."""
+    def submit(self, job_id: str, tflite_bytes: bytes, name: str = "model", kind: str | None = None,
+               warmup: int | None = None, repeats: int | None = None) -> Future:
+        """Queues one job; the future gives a JobResult (never raises for board or model trouble).
+        `warmup` and `repeats` default to each agent's configuration."""
         fut: Future = Future()
         try:
             ram_bytes = profile_model(tflite_bytes, accelerator="mvp", name=name).summary.ram_bytes
@@ -137,7 +142,8 @@ class BoardPool:
         with self._cv:
             if self._closed:
                 raise RuntimeError("the pool is closed")
-            self._pending.append(_Job(job_id, bytes(tflite_bytes), name, kind, ram_bytes, fut))
+            self._pending.append(_Job(job_id, bytes(tflite_bytes), name, kind, ram_bytes, fut,
+                                      warmup=warmup, repeats=repeats))
             self._cv.notify_all()
         return fut
 
@@ -204,7 +210,7 @@ class BoardPool:
             board = min(idle, key=lambda b: (job.tried.count(b.status.board_id), b.status.jobs_measured))
             self._pending.remove(job)
             board.busy_with = job
-            ref = board.actor.run_job.remote(job.job_id, job.data, job.name)
+            ref = board.actor.run_job.remote(job.job_id, job.data, job.name, job.warmup, job.repeats)
             self._in_flight[ref] = board.status.board_id
 
     def _settle(self, ref, board_id: str) -> None:

@@ -8,8 +8,10 @@ hardware does: hang, garbage bytes, dropped bytes, CRC errors, reboot mid-job, u
 closes) and slow replies. In vendor mode it instead prints the log of Silicon Labs' model-profiler
 firmware whenever a model is flashed.
 
-The output tensor is not returned (PROFILE_DONE.output_bytes = 0) until the simulator's emulator
-can run a model: the virtual board never invents outputs.
+The output tensor comes from the simulator's emulator (`simulator.emulator`), run on the
+all-zero input that the firmware profiles with, so READ_OUTPUT returns what TFLite Micro with the
+MVP kernels would compute. A model the emulator cannot run gets no output (output_bytes = 0):
+the virtual board never invents outputs.
 """
 from __future__ import annotations
 
@@ -36,6 +38,14 @@ except ImportError:  # pragma: no cover - tflite is a dependency
 
 FIRMWARE_VERSION = "mvpfarm-fw 1.0"
 KB = 1024
+_DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32, "float32": np.float32}
+
+
+def _tensor_bytes(t) -> int:
+    n = 1
+    for d in t.shape:
+        n *= int(d)
+    return n * np.dtype(_DTYPES.get(t.dtype, np.int8)).itemsize
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,22 @@ class Faults:
                 setattr(f, kind, v)
         return f
 
+    @classmethod
+    def parse_per_board(cls, specs: list[str], count: int) -> list["Faults"]:
+        """From specs "[INDEX=]KIND[:VALUE]" for `count` boards: with INDEX the fault applies to
+        board INDEX only, without it to every board (`boards emulate --fault`, sweep files)."""
+        per_board: list[list[str]] = [[] for _ in range(count)]
+        for spec in specs:
+            index, sep, rest = spec.partition("=")
+            if sep:
+                if not index.isdigit() or int(index) >= count:
+                    raise ValueError(f"fault {spec!r}: board index must be 0..{count - 1}")
+                per_board[int(index)].append(rest)
+            else:
+                for lst in per_board:
+                    lst.append(spec)
+        return [cls.parse(lst) for lst in per_board]
+
     def describe(self) -> str:
         on = [f"{x.name}={getattr(self, x.name)}" for x in fields(self)
               if getattr(self, x.name) != x.default]
@@ -152,8 +178,10 @@ class Firmware:
         self.upload_size = 0
         self.upload_sha = b""
         self.model: tuple[bytes, ModelTruth, list[int]] | None = None
+        self.output_bytes = 0              # size of the model's output tensor
         self.loaded = False
         self.result: tuple[P.ProfileDone, list[P.Layer]] | None = None
+        self.output: bytes | None = None   # the last PROFILE's output tensor
 
     def handle(self, frame: P.Frame) -> list[P.Frame]:
         self.stats.requests += 1
@@ -192,6 +220,7 @@ class Firmware:
         self.upload, self.upload_size, self.upload_sha = bytearray(), msg.model_bytes, msg.sha256
         self.loaded = False
         self.model = None
+        self.result = self.output = None          # results last until the next upload (protocol.md)
         return P.Ack(0)
 
     def _on_uploadchunk(self, msg: P.UploadChunk) -> P.Message:
@@ -230,20 +259,22 @@ class Firmware:
                              truth.arena_bytes)
         opcodes = [OPCODES.get(L.opcode, 0xFFFF) for L in profile.layers]
         self.model = (data, truth, opcodes)
+        self.output_bytes = _tensor_bytes(profile.model.outputs[0]) if profile.model.outputs else 0
         self.loaded = True
         self.stats.models_loaded += 1
         return self._model_ok()
 
     def _model_ok(self) -> P.ModelOk:
         _, truth, _ = self.model
-        return P.ModelOk(truth.arena_bytes, len(truth.layers), 0)
+        return P.ModelOk(truth.arena_bytes, len(truth.layers), self.output_bytes)
 
     def _on_profile(self, msg: P.Profile) -> P.Message:
         if self.model is None or not self.loaded:
             return self._err(P.ErrorCode.BAD_STATE, "no model loaded")
         n = self.stats.profiles_started
         self.stats.profiles_started += 1
-        _, truth, opcodes = self.model
+        self.result = self.output = None          # a new PROFILE replaces the last results
+        data, truth, opcodes = self.model
         run_s = SiliconModel.latency_s(truth, self.kind.clock_hz) * (msg.warmup + msg.repeats)
         if self.on_profile is not None:
             self.on_profile(n, run_s * self.time_scale)      # faults strike here, mid-inference
@@ -254,7 +285,8 @@ class Firmware:
             on_mvp = L.on_accelerator and msg.use_accelerator
             flags = (P.LAYER_ON_MVP if on_mvp else 0) | (P.LAYER_FELL_BACK if L.reason else 0)
             layers.append(P.Layer(i, op, flags, cpu, acc if on_mvp else [0] * len(acc), L.reason or ""))
-        done = P.ProfileDone(len(layers), msg.repeats, truth.arena_bytes, 0)
+        self.output = self._infer(data, "mvp" if msg.use_accelerator else "none")
+        done = P.ProfileDone(len(layers), msg.repeats, truth.arena_bytes, len(self.output or b""))
         self.result = (done, layers)
         self.stats.profiles_completed += 1
         return done
@@ -267,11 +299,33 @@ class Firmware:
             return self._err(P.ErrorCode.BAD_PAYLOAD, f"layer {msg.index} of {len(layers)}")
         return layers[msg.index]
 
+    def _infer(self, data: bytes, accelerator: str) -> bytes | None:
+        """The output tensor of one inference on an all-zero input (the vendor's profiler zeroes
+        the input too), as the board's little-endian bytes; None if the emulator cannot run the
+        model. Every run of a profile sees the same input, so one emulated run stands for all."""
+        from simulator.emulator import compile_model
+        from simulator.tflite_reader import read_model
+        try:
+            compiled = compile_model(read_model(data), accelerator)
+            inputs = [np.zeros(compiled.graph.tensors[i].shape, _DTYPES.get(compiled.graph.tensors[i].dtype,
+                                                                             np.int8))
+                      for i in compiled.graph.inputs]
+            out = compiled.run(inputs)[0]
+        except Exception as e:   # noqa: BLE001 - an emulator gap or bug must not take the board down
+            self.stats.events.append(f"no output tensor: {type(e).__name__}: {e}")
+            return None
+        return np.ascontiguousarray(out).astype(out.dtype.newbyteorder("<"), copy=False).tobytes()
+
     def _on_readoutput(self, msg: P.ReadOutput) -> P.Message:
         if self.result is None:
             return self._err(P.ErrorCode.BAD_STATE, "no results: PROFILE first")
-        # TODO(emulator): return the output tensor once simulator.emulator runs models
-        return self._err(P.ErrorCode.BAD_STATE, "this firmware returns no output tensor")
+        if self.output is None:
+            return self._err(P.ErrorCode.BAD_STATE, "no output tensor for this model")
+        if msg.offset > len(self.output):
+            return self._err(P.ErrorCode.BAD_PAYLOAD, f"offset {msg.offset} past the "
+                                                      f"{len(self.output)}-byte output", len(self.output))
+        n = min(msg.max_bytes, P.MAX_PAYLOAD_BYTES - P.Output.LAYOUT.size)
+        return P.Output(msg.offset, self.output[msg.offset:msg.offset + n])
 
 
 class _Unplugged(Exception):
@@ -508,8 +562,10 @@ class VirtualBoardHost:
     in a Ray actor pinned to a node to give that node boards, as a USB hub would."""
 
     def __init__(self, count: int, prefix: str, kind: str = "brd2601b", seed: int = 0,
-                 time_scale: float = 0.0):
-        self.boards = [VirtualBoard(kind, f"{prefix}-{i}", seed=seed + i, time_scale=time_scale).start()
+                 time_scale: float = 0.0, faults: list[Faults] | None = None):
+        faults = faults or []
+        self.boards = [VirtualBoard(kind, f"{prefix}-{i}", seed=seed + i, time_scale=time_scale,
+                                    faults=faults[i] if i < len(faults) else None).start()
                        for i in range(count)]
 
     def ports(self) -> tuple[str | None, list[tuple[str, str]]]:
@@ -523,6 +579,9 @@ class VirtualBoardHost:
 
     def profiles_completed(self) -> dict[str, int]:
         return {b.board_id: b.stats.profiles_completed for b in self.boards}
+
+    def stats(self) -> dict[str, BoardStats]:
+        return {b.board_id: b.stats for b in self.boards}
 
     def stop(self) -> None:
         for b in self.boards:

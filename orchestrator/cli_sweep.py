@@ -49,9 +49,12 @@ def _sweep_run(args) -> int:
               "command again to measure what is missing.", file=sys.stderr)
         return 130
     c = result.counts
-    print(f"run {result.run_id}: {c.profiled} measured, {c.failed} failed"
+    print(f"run {result.run_id}: {c.profiled} measured"
+          + (f" ({c.boards} on boards)" if c.boards else "") + f", {c.failed} failed"
           + (f", {result.n_skipped} already in the table" if result.n_skipped else "")
           + f" ({result.db_path})")
+    if result.boards:
+        _print_boards(result)
     report = api.write_report(result.run_id, args.results)
     print(f"report: {report} (and report.html)")
     try:
@@ -59,6 +62,16 @@ def _sweep_run(args) -> int:
     except ValueError as e:        # nothing to rank against: the report says why
         print(f"no ranking: {e}")
     return 0
+
+
+def _print_boards(result) -> None:
+    from orchestrator.report import board_rows
+    for note in result.board_notes:
+        print(f"boards: {note}")
+    head, rows = board_rows(result.boards)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    for r in [head] + rows:     # the reason last and unpadded: it can be long
+        print("  ".join(str(x).ljust(w) for x, w in zip(r[:-1], widths)) + "  " + str(r[-1]))
 
 
 def _weights(text: str | None) -> dict | None:

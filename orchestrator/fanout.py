@@ -5,6 +5,13 @@ build tasks import TensorFlow and convert a variant; profile tasks run the simul
 never imports TensorFlow, so a simulator worker starts in a fraction of a second. A build task
 hands its .tflite to the profile tasks through Ray's object store, not through the driver.
 
+Board targets (`kind = "board"`) go to a `device_agents.fleet.Fleet` per board kind: the
+cluster's board agents, or virtual boards started for the run. Each (variant, target) is one
+board job with a stable id; the board pool runs it on one board at a time, hands it to another
+board when one fails, and resolves it once: measured (a device record) or failed with the
+reason. Its result goes through the same writer as the simulator's, and the boards' states
+(idle, busy, quarantined and why) are stored with the run.
+
 Failure handling:
 - a worker process that dies is retried by Ray (`max_retries`); a task that keeps killing its
   worker is recorded as failed with Ray's reason;
@@ -16,16 +23,21 @@ Failure handling:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import queue
 import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-import ray
+# Ray reads this once, when it is imported: set here, before the import, every node this process
+# starts advertises 127.0.0.1 (`ray.nodes()`), not the machine's network address.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+import ray  # noqa: E402
 
 from orchestrator import board, build
 from orchestrator.progress import Counts, SweepProgress
@@ -53,9 +65,10 @@ def tool_versions() -> dict:
 
 
 # --- Ray ---------------------------------------------------------------------------------------
-def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
+def connect(address: str | None = None, num_cpus: int | None = None, resources: dict | None = None) -> bool:
     """Connects to the cluster at `address` (or RAY_ADDRESS), else starts a local Ray on
-    127.0.0.1. Returns True if this call started Ray (and so should shut it down)."""
+    127.0.0.1 offering `resources` (e.g. the board resources of virtual boards). Returns True if
+    this call started Ray (and so should shut it down)."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"     # every node on 127.0.0.1
     if ray.is_initialized():
         return False
@@ -64,10 +77,20 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address, **common)
     else:
+        _loopback_only()
         os.environ.setdefault("RAY_num_workers_soft_limit", str(worker_soft_limit(num_cpus or os.cpu_count() or 1)))
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+        ray.init(address="local", num_cpus=num_cpus, resources=resources or None, include_dashboard=False,
                  _node_ip_address="127.0.0.1", **common)
     return True
+
+
+def _loopback_only() -> None:
+    """When Ray was imported before this module (a user's script, a notebook), it has already read
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER; `_node_ip_address` alone does not keep a local node off the
+    network address (measured: ray 2.x advertised 192.0.2.2), so apply the setting it missed."""
+    from ray._private import ray_constants
+    if getattr(ray_constants, "ENABLE_RAY_CLUSTER", False):
+        ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def worker_soft_limit(n_cpus: int) -> int:
@@ -137,6 +160,8 @@ class RunResult:
     n_cpus: float = 0.0
     profile_workers_with_tf: set = field(default_factory=set)
     build_pids: set = field(default_factory=set)      # worker processes that ran conversions
+    boards: list[dict] = field(default_factory=list)  # board states at the end (BoardStatus dicts)
+    board_notes: list[str] = field(default_factory=list)   # where each target's boards came from
 
 
 @dataclass
@@ -148,17 +173,20 @@ class _Job:
 
 def run(sweep: Sweep, results_dir: str | Path = "results", address: str | None = None,
         num_cpus: int | None = None, cache_dir: str | Path | None = None,
-        progress: bool | None = None, retry_failed: bool = False) -> RunResult:
+        progress: bool | None = None, retry_failed: bool = False, board_config=None) -> RunResult:
     """Runs the sweep's missing measurements (all of them on the first run); with `retry_failed`
-    the failed ones too (e.g. after a simulator fix)."""
+    the failed ones too (e.g. after a simulator fix). `board_config` (a
+    `device_agents.agent.AgentConfig`) replaces the agents' timeouts of virtual boards."""
     results_dir = Path(results_dir)
     cache_dir = str(Path(cache_dir) if cache_dir else results_dir / "cache")
     variants = expand(sweep.tips, sweep.mode)
     versions = tool_versions()
     db = ResultsDB(results_dir)
-    try:
+
+    def start_run():
         db.start_run(sweep.run_id, sweep.name, sweep.path, sweep.sha256, sweep.text, sweep.mode,
                      sweep.base, len(variants), len(sweep.targets), versions)
+    try:
         if retry_failed:
             db.delete_failed(sweep.run_id)
         done = db.done(sweep.run_id)
@@ -168,20 +196,32 @@ def run(sweep: Sweep, results_dir: str | Path = "results", address: str | None =
         result = RunResult(sweep.run_id, str(db.path), counts,
                            n_skipped=len(variants) * len(sweep.targets) - counts.total)
         if not jobs:
+            start_run()
             db.set_status(sweep.run_id, "finished")
             return result
-        started = connect(address, num_cpus)
+        board_targets = list({t.key: t for j in jobs for t in j.targets if t.kind == "board"}.values())
+        started = connect(address, num_cpus, resources=_virtual_board_resources(board_targets))
         t0 = time.perf_counter()
+        fleets: dict = {}
+        run_started = False
         try:
+            # boards are found (or virtual ones started) before any work, so that a sweep that
+            # cannot measure on them stops at once, without creating or touching the run
+            fleets = _open_fleets(sweep, board_targets, board_config, result)
+            start_run()
+            run_started = True
             result.n_cpus = ray.cluster_resources().get("CPU", 0.0)
-            _Runner(sweep, db, cache_dir, versions, result).run(jobs, progress)
+            _Runner(sweep, db, cache_dir, versions, result, fleets).run(jobs, progress)
         except KeyboardInterrupt:
-            db.set_status(sweep.run_id, "interrupted")
+            if run_started:
+                db.set_status(sweep.run_id, "interrupted")
             raise
         except SweepError:
-            db.set_status(sweep.run_id, "failed")
+            if run_started:
+                db.set_status(sweep.run_id, "failed")
             raise
         finally:
+            _close_fleets(fleets, db, sweep.run_id, result)
             result.wall_s = time.perf_counter() - t0
             if started:
                 ray.shutdown()
@@ -191,9 +231,59 @@ def run(sweep: Sweep, results_dir: str | Path = "results", address: str | None =
         db.close()
 
 
+def _virtual_board_resources(targets: list[TargetSpec]) -> dict:
+    """What a local Ray started for this sweep offers its virtual boards: `board:<kind>`."""
+    out: dict[str, float] = {}
+    for t in targets:
+        if t.virtual:
+            key = f"board:{t.board}"
+            out[key] = max(out.get(key, 0), t.virtual)
+    return out
+
+
+def _open_fleets(sweep: Sweep, targets: list[TargetSpec], config, result: RunResult) -> dict:
+    """One fleet per board target, keyed by the target's key. Raises SweepError (one line)."""
+    if not targets:
+        return {}
+    from device_agents.fleet import NoBoards, open_fleet
+    fleets = {}
+    seed = int(hashlib.sha256(sweep.run_id.encode()).hexdigest()[:6], 16)
+    try:
+        for i, t in enumerate(targets):
+            where = f"targets: kind = \"board\", board = \"{t.board}\""
+            try:
+                fleet = open_fleet(t.board, t.virtual, t.faults, seed=seed + 100 * i, config=config,
+                                   prefix=f"vb{i}")
+            except NoBoards as e:
+                raise SweepError(f"{sweep.path}: {where}: {e}") from None
+            fleets[t.key] = fleet
+            result.board_notes.append(f"{t.key}: {fleet.note}")
+    except BaseException:
+        for f in fleets.values():
+            f.close()
+        raise
+    return fleets
+
+
+def _close_fleets(fleets: dict, db: ResultsDB, run_id: str, result: RunResult) -> None:
+    """Keeps each board's last state with the run (for the report), then stops the fleets."""
+    for key, fleet in fleets.items():
+        try:
+            states = [dict(s.to_dict(), target=key) for s in fleet.states()]
+        finally:
+            fleet.close()
+        result.boards += states
+    if result.boards:
+        db.set_board_states(run_id, result.boards)
+
+
 class _Runner:
-    def __init__(self, sweep: Sweep, db: ResultsDB, cache_dir: str, versions: dict, result: RunResult):
+    def __init__(self, sweep: Sweep, db: ResultsDB, cache_dir: str, versions: dict, result: RunResult,
+                 fleets: dict | None = None):
         self.sweep, self.db, self.cache_dir, self.result = sweep, db, cache_dir, result
+        self.fleets = fleets or {}              # target key -> device_agents.fleet.Fleet
+        self.on_boards = 0                      # board jobs submitted and not yet written
+        self.board_results: queue.SimpleQueue = queue.SimpleQueue()   # filled by the pools' threads
         self.versions_json = json.dumps(versions)
         self.build_settings = sweep.build.as_dict()
         self.pending: dict = {}            # ObjectRef -> ("build", key) | ("profile", job, target, meta)
@@ -217,10 +307,13 @@ class _Runner:
                     self._submit(job, base_spec)
                 self._pump()
                 bar.update()
-                while self.pending:
-                    ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=_WAIT_S)
-                    for ref in ready:
-                        self._handle(ref, self.pending.pop(ref))
+                while self.pending or self.on_boards:
+                    if self.pending:
+                        ready, _ = ray.wait(list(self.pending), num_returns=1,
+                                            timeout=_WAIT_S / 10 if self.on_boards else _WAIT_S)
+                        for ref in ready:
+                            self._handle(ref, self.pending.pop(ref))
+                    self._board_results(wait_s=0.0 if self.pending else _WAIT_S)
                     self._pump()
                     bar.update()
             except KeyboardInterrupt:
@@ -274,10 +367,52 @@ class _Runner:
             self.result.build_s += meta.get("build_s", 0.0)
             self.result.convert_s += meta.get("convert_s", 0.0)
             self.result.build_pids.add(meta.get("pid"))
+        data = None
         for job in self.waiting[key]:
             for t in job.targets:
+                if t.kind == "board":
+                    if data is None:            # the build's bytes, from the object store
+                        try:
+                            data = ray.get(data_ref)
+                        except ray.exceptions.RayError as e:
+                            self._write(job, t, meta, error=f"build output lost: {_ray_reason(e)}")
+                            continue
+                    self._submit_to_board(job, t, meta, data)
+                    continue
                 ref = profile_task.remote(data_ref, t.__dict__, job.variant.id)
                 self.pending[ref] = ("profile", job, t, meta)
+
+    # --- boards ----------------------------------------------------------------------------------
+    def board_job_id(self, job: _Job, target: TargetSpec) -> str:
+        """Stable across reruns: the same measurement always has the same job id."""
+        return f"{self.sweep.run_id}/{job.variant.id}/{target.key}"
+
+    def _submit_to_board(self, job: _Job, target: TargetSpec, meta: dict, data: bytes) -> None:
+        fleet = self.fleets[target.key]
+        fut = fleet.pool.submit(self.board_job_id(job, target), data, job.variant.id, kind=fleet.kind,
+                                warmup=target.warmup, repeats=target.repeats)
+        self.on_boards += 1
+        # written by the driver's loop, never from the pool's thread: one writer, and nothing is
+        # written once the run is interrupted
+        fut.add_done_callback(lambda f: self.board_results.put((job, target, meta, f.result())))
+
+    def _board_results(self, wait_s: float) -> None:
+        try:
+            item = self.board_results.get(timeout=wait_s) if wait_s else self.board_results.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self.on_boards -= 1
+            job, target, meta, res = item
+            if res.status == "measured":
+                self.counts.boards += 1
+                self._write(job, target, meta, record=res.record.to_dict())
+            else:
+                self._write(job, target, meta, error=f"board: {res.reason}")
+            try:
+                item = self.board_results.get_nowait()
+            except queue.Empty:
+                return
 
     def _handle(self, ref, what: tuple) -> None:
         if what[0] == "build":

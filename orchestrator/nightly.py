@@ -381,14 +381,13 @@ def _open_boards(suite: Suite, address: str | None, seed: int):
     else None. Returns (boards, a note for the report)."""
     kind = suite.boards.kind
     if address or os.environ.get("RAY_ADDRESS"):
-        from device_agents.pool import BoardPool
+        from device_agents.fleet import cluster_pool
         from orchestrator import fanout
         fanout.connect(address)
-        pool = BoardPool.from_cluster()
-        usable = [s for s in pool.states() if s.state != "quarantined" and (kind is None or s.kind == kind)]
-        if usable:
+        found = cluster_pool(kind)          # the same lookup a sweep's board target makes
+        if found is not None:
+            pool, usable = found
             return _ClusterBoards(pool, kind), f"{len(usable)} board(s) of the cluster"
-        pool.close()
     if suite.boards.virtual:
         from device_agents.virtual_board import BOARD_KINDS
         k = kind or "brd2601b"

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 class Counts:
     total: int = 0          # measurements (variant x target) this run still had to make
     built: int = 0          # variants converted (or found in the build cache)
-    profiled: int = 0
+    profiled: int = 0       # measurements made, on the simulator or on boards
     failed: int = 0
+    boards: int = 0         # of the measurements made, those measured on boards
 
     @property
     def left(self) -> int:
@@ -44,7 +45,9 @@ class SweepProgress:
             return
         c = self.counts
         self._progress.update(self._task, completed=c.profiled + c.failed, total=c.total,
-                              detail=f"built {c.built}  profiled {c.profiled}  failed {c.failed}  left {c.left}")
+                              detail=f"built {c.built}  profiled {c.profiled}"
+                                     + (f" ({c.boards} on boards)" if c.boards else "")
+                                     + f"  failed {c.failed}  left {c.left}")
 
     def __exit__(self, *exc):
         if self._progress is not None:

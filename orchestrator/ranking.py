@@ -49,9 +49,15 @@ class Ranking:
                  _pct(e["latency_change_pct"]), _pct(e["ram_change_pct"]), _pct(e["flash_change_pct"]),
                  _pct(e["cpu_cycles_change_pct"]), _pct(e["accelerator_cycles_change_pct"]),
                  f"{e['mvp_layers_change']:+d}", "*" if e["pareto"] else ""] for e in self.entries]
+        n_left = 3
+        if len({e["target"] for e in self.entries}) > 1:     # each target is ranked on its own
+            head.insert(3, "target")
+            for r, e in zip(rows, self.entries):
+                r.insert(3, e["target"])
+            n_left = 4
         widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
         lines = [f"Tip ranking for {self.run_id} (change against the base; lower is better)", ""]
-        lines += ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        lines += ["  ".join(c.ljust(w) if i < n_left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
                   for r in [head] + rows]
         if self.notes:
             lines += ["", "Notes:"] + [f"- {n}" for n in self.notes]

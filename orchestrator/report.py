@@ -84,6 +84,11 @@ def write(db: ResultsDB, run_id: str, out_dir: str | Path, objective: str = "lat
             for r in df.itertuples()]
     sections.append(("Measurements", _md_table(head, rows), _html_table(head, rows)))
 
+    boards = db.board_states(run_id)
+    if boards:
+        head, rows = board_rows(boards)
+        sections.append(("Boards (state at the end of the run)", _md_table(head, rows), _html_table(head, rows)))
+
     md = [f"# mvpfarm sweep report: {info['name']}", ""]
     body = [f"<h1>mvpfarm sweep report: {html.escape(info['name'])}</h1>"]
     for title, m, h in sections:
@@ -100,6 +105,15 @@ def write(db: ResultsDB, run_id: str, out_dir: str | Path, objective: str = "lat
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(run_id)}</title>"
         f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
     return md_path
+
+
+def board_rows(boards: list[dict]) -> tuple[list[str], list[list]]:
+    """The boards' states as a table: also what `mvpfarm sweep run` prints at the end."""
+    head = ["board", "target", "state", "jobs measured", "faults", "garbage B", "timeouts", "reason"]
+    rows = [[b["board_id"], b.get("target", b.get("kind", "")), b["state"], b.get("jobs_measured", 0),
+             len(b.get("faults", [])), b.get("garbage_bytes", 0), b.get("timeouts", 0), b.get("reason") or ""]
+            for b in boards]
+    return head, rows
 
 
 def _plot_ranking(rk, out_dir: Path):

@@ -6,6 +6,8 @@ Tables:
   and a rerun measures only what is missing. Flattened summary columns for queries, plus the
   profile record as it is (`record_json`) and the variant's tip levels (`levels_json`).
 - `layers`: the record's per-layer rows, keyed by (run, variant, target, layer_index).
+- `board_states`: the boards a run measured on, each as it was when the run ended (idle, busy or
+  quarantined and why); a resumed run updates the boards it used again.
 
 A measurement and its layers are written in one transaction: a killed driver leaves whole rows.
 
@@ -88,6 +90,18 @@ CREATE TABLE IF NOT EXISTS layers (
     latency_s REAL,
     ram_bytes INTEGER,
     PRIMARY KEY (run_id, variant, target, layer_index)
+);
+CREATE TABLE IF NOT EXISTS board_states (
+    run_id TEXT NOT NULL,
+    board_id TEXT NOT NULL,
+    target TEXT,
+    kind TEXT,
+    state TEXT,
+    reason TEXT,
+    jobs_measured INTEGER,
+    status_json TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, board_id)
 );
 """
 
@@ -217,6 +231,24 @@ class ResultsDB:
                       L["macs"], int(L["supported"]), L["reason"], L["accelerator_cycles"],
                       L["cpu_cycles"], L["latency_s"], L.get("ram_bytes", 0)) for L in record["layers"]])
         return True
+
+    def set_board_states(self, run_id: str, states: list[dict]) -> None:
+        """Each board's state at the end of the run (`BoardStatus.to_dict()`, plus `target`)."""
+        t = now()
+        with self.conn:
+            self.conn.executemany(
+                "INSERT INTO board_states (run_id, board_id, target, kind, state, reason, jobs_measured,"
+                " status_json, updated_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(run_id, board_id) DO UPDATE"
+                " SET target=excluded.target, kind=excluded.kind, state=excluded.state, reason=excluded.reason,"
+                " jobs_measured=excluded.jobs_measured, status_json=excluded.status_json,"
+                " updated_at=excluded.updated_at",
+                [(run_id, s["board_id"], s.get("target"), s.get("kind"), s.get("state"), s.get("reason"),
+                  s.get("jobs_measured"), json.dumps(s), t) for s in states])
+
+    def board_states(self, run_id: str) -> list[dict]:
+        """The boards of the run as stored by `set_board_states`, in board order."""
+        return [json.loads(r[0]) for r in self.conn.execute(
+            "SELECT status_json FROM board_states WHERE run_id=? ORDER BY target, board_id", (run_id,))]
 
     def measurements(self, run_id: str):
         """The run's measurements as a pandas DataFrame (export columns, in variant order)."""

@@ -7,7 +7,14 @@
     input_size = [0.75, 0.5]
     [[targets]]
     kind = "simulator"
-    accelerator = "mvp"                                        # or "none"; timing = "vendor-sim"
+    accelerator = "mvp"                                        # or "none"; timing = "board" (default) or "vendor-sim"
+    [[targets]]
+    kind = "board"                                             # the cluster's dev boards of one kind
+    board = "brd2601b"                                         # the default; accelerator = "mvp"
+    repeats = 3                                                # measured runs (the median is kept)
+    warmup = 1
+    virtual = 4          # with no board agents in the cluster: start 4 virtual boards for this sweep
+    faults = ["0=hang", "1=garbage:0.8"]                       # virtual boards only ([I=]KIND[:VALUE])
     [build]                                                    # optional
     seed = 0                                                   # seeded random representative data
     samples = "samples.npy"                                    # or the user's samples, (N, *input_shape)
@@ -25,10 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import bases, tips
+from simulator.profiler import DEFAULT_TIMING
 
 MODES = ("one-at-a-time", "grid")
-TARGET_KINDS = ("simulator",)
+TARGET_KINDS = ("simulator", "board")
 ACCELERATORS = ("mvp", "none")
+BOARD_DEFAULT = "brd2601b"
+BOARD_TIMING = "measured"      # board rows' timing: the board's own counters (device_record.DEVICE_TIMING)
+MAX_VIRTUAL_BOARDS = 16
+_SIM_KEYS = ("kind", "accelerator", "timing", "clock_hz")
+_BOARD_KEYS = ("kind", "board", "accelerator", "repeats", "warmup", "virtual", "faults")
 _TOP_KEYS = ("name", "base", "mode", "tips", "targets", "build")
 _BUILDER_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
 
@@ -41,12 +54,21 @@ class SweepFileError(ValueError):
 class TargetSpec:
     kind: str = "simulator"
     accelerator: str = "mvp"
-    timing: str = "vendor-sim"
+    timing: str = DEFAULT_TIMING
     clock_hz: int = 78_000_000
+    # board targets only
+    board: str | None = None            # the kind of board, e.g. "brd2601b"
+    repeats: int = 3
+    warmup: int = 1
+    virtual: int = 0                    # virtual boards to start when the cluster has none of the kind
+    faults: tuple[str, ...] = ()        # fault specs of those virtual boards
 
     @property
     def key(self) -> str:
-        """How the result table names the target: stable across runs."""
+        """How the result table names the target: stable across runs. Where the boards come from
+        (the cluster's or virtual ones) is not part of it: the measurement is the same."""
+        if self.kind == "board":
+            return f"board/{self.board}/{self.accelerator}"
         return f"{self.kind}/{self.accelerator}/{self.timing}"
 
 
@@ -205,16 +227,22 @@ def _targets(table, fail) -> list[TargetSpec]:
         where = f"targets[{i}]"
         if not isinstance(t, dict):
             fail(where, "must be a table")
-        for k in t:
-            if k not in ("kind", "accelerator", "timing", "clock_hz"):
-                fail(f"{where}.{k}", "unknown key (known: kind, accelerator, timing, clock_hz)")
         kind = t.get("kind", "simulator")
         if kind not in TARGET_KINDS:
             fail(f"{where}.kind", f"unknown target {kind!r} (known: {', '.join(TARGET_KINDS)})")
+        if kind == "board":
+            spec = _board_target(t, where, fail)
+            if any(o.key == spec.key for o in out):
+                fail(where, f"the same target ({spec.key}) is listed twice")
+            out.append(spec)
+            continue
+        for k in t:
+            if k not in _SIM_KEYS:
+                fail(f"{where}.{k}", f"unknown key for a simulator target (known: {', '.join(_SIM_KEYS)})")
         acc = t.get("accelerator", "mvp")
         if acc not in ACCELERATORS:
             fail(f"{where}.accelerator", f"unknown accelerator {acc!r} (known: {', '.join(ACCELERATORS)})")
-        timing = t.get("timing", "vendor-sim")
+        timing = t.get("timing", DEFAULT_TIMING)
         problem = _timing_problem(timing)
         if problem:
             fail(f"{where}.timing", problem)
@@ -226,6 +254,43 @@ def _targets(table, fail) -> list[TargetSpec]:
             fail(where, "the same target is listed twice")
         out.append(spec)
     return out
+
+
+def _board_target(t: dict, where: str, fail) -> TargetSpec:
+    from device_agents.virtual_board import BOARD_KINDS, Faults
+    for k in t:
+        if k not in _BOARD_KEYS:
+            fail(f"{where}.{k}", f"unknown key for a board target (known: {', '.join(_BOARD_KEYS)})")
+    board = t.get("board", BOARD_DEFAULT)
+    if not isinstance(board, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]*", board):
+        fail(f"{where}.board", f"{board!r} is not a board kind, e.g. \"{BOARD_DEFAULT}\"")
+    acc = t.get("accelerator", "mvp")
+    if acc != "mvp":
+        fail(f"{where}.accelerator", f"{acc!r}: boards measure with the MVP (accelerator = \"mvp\"); "
+                                     "use a simulator target for accelerator = \"none\"")
+    from device_agents.protocol import Profile
+    repeats, warmup = t.get("repeats", 3), t.get("warmup", 1)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= Profile.MAX_REPEATS:
+        fail(f"{where}.repeats", f"{repeats!r} is not a whole number from 1 to {Profile.MAX_REPEATS}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup <= 1000:
+        fail(f"{where}.warmup", f"{warmup!r} is not a whole number from 0 to 1000")
+    virtual = t.get("virtual", 0)
+    if isinstance(virtual, bool) or not isinstance(virtual, int) or not 0 <= virtual <= MAX_VIRTUAL_BOARDS:
+        fail(f"{where}.virtual", f"{virtual!r} is not a whole number of virtual boards from 0 to "
+                                 f"{MAX_VIRTUAL_BOARDS}")
+    if virtual and board not in BOARD_KINDS:
+        fail(f"{where}.board", f"no virtual board of kind {board!r} (known: {', '.join(BOARD_KINDS)})")
+    faults = t.get("faults", [])
+    if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
+        fail(f"{where}.faults", "must be a list of fault specs like \"1=garbage:0.5\"")
+    if faults and not virtual:
+        fail(f"{where}.faults", "faults apply to virtual boards only: set virtual = N too")
+    try:
+        Faults.parse_per_board(faults, max(virtual, 1))
+    except ValueError as e:
+        fail(f"{where}.faults", str(e))
+    return TargetSpec("board", acc, BOARD_TIMING, 78_000_000, board=board, repeats=repeats, warmup=warmup,
+                      virtual=virtual, faults=tuple(faults))
 
 
 def _timing_problem(name) -> str | None:

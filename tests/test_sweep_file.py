@@ -25,7 +25,7 @@ accelerator = "mvp"
 def test_example_sweep_parses_and_expands():
     sweep = sweep_file.load(ROOT / "examples" / "kws-tips.toml")
     assert sweep.name == "kws-tips" and sweep.base["builtin"] == "ds_cnn"
-    assert [t.key for t in sweep.targets] == ["simulator/mvp/vendor-sim"]
+    assert [t.key for t in sweep.targets] == ["simulator/mvp/board"]
     ids = [v.id for v in expand(sweep.tips, sweep.mode)]
     assert ids == ["base", "input_size=0.75", "input_size=0.5", "input_dtype=float32", "filters=0.5",
                    "strides=2", "kernel_size=1", "dense_units=0.5", "pooling=max"]

@@ -12,6 +12,21 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 DATA = Path(__file__).parent / "data"
 
+# A sweep of 13 variants of a small DS-CNN (cheap TensorFlow conversions): the base, 11 tip levels
+# that apply and one that does not (DS-CNN has no hidden Dense layer). Tests add their targets.
+SMALL_DS_CNN_SWEEP = """
+base = { builtin = "ds_cnn", kwargs = { input_shape = [25, 10, 1], filters = 16, n_blocks = 2 } }
+mode = "one-at-a-time"
+[tips]
+input_size = [0.75, 0.5]
+input_dtype = ["float32"]
+filters = [0.5, 0.25]
+strides = [1, 2]
+kernel_size = [1, 2]
+dense_units = [0.5]
+pooling = ["max", "avg"]
+"""
+
 
 def oracle_profiles() -> list[tuple[Path, str, dict]]:
     """(model path, accelerator, MLTK profile result) for every model with oracle numbers."""

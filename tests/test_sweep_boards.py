@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SMALL_DS_CNN_SWEEP
+
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 from orchestrator.sweep_file import SweepFileError, load  # noqa: E402
@@ -22,19 +24,9 @@ BOARD_KEY = f"board/{KIND}/mvp"
 # 13 variants of a small DS-CNN (cheap conversions): the base, 11 tip levels that apply and one
 # that does not. Four virtual boards: one hangs at its first PROFILE, one sends garbage before
 # most replies, one reboots mid-inference more often than not, one behaves.
-SWEEP = """
+SWEEP = f"""
 name = "boards-test"
-base = { builtin = "ds_cnn", kwargs = { input_shape = [25, 10, 1], filters = 16, n_blocks = 2 } }
-mode = "one-at-a-time"
-[tips]
-input_size = [0.75, 0.5]
-input_dtype = ["float32"]
-filters = [0.5, 0.25]
-strides = [1, 2]
-kernel_size = [1, 2]
-dense_units = [0.5]
-pooling = ["max", "avg"]
-[[targets]]
+{SMALL_DS_CNN_SWEEP}[[targets]]
 kind = "simulator"
 accelerator = "mvp"
 [[targets]]

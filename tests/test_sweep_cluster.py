@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SMALL_DS_CNN_SWEEP
+
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -23,19 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # 13 variants of a small DS-CNN (cheap TensorFlow conversions): the base, 11 tip levels that apply,
 # and one that does not (DS-CNN has no hidden Dense layer) and must be recorded as such.
-SWEEP = """
+SWEEP = f"""
 name = "cluster-test"
-base = { builtin = "ds_cnn", kwargs = { input_shape = [25, 10, 1], filters = 16, n_blocks = 2 } }
-mode = "one-at-a-time"
-[tips]
-input_size = [0.75, 0.5]
-input_dtype = ["float32"]
-filters = [0.5, 0.25]
-strides = [1, 2]
-kernel_size = [1, 2]
-dense_units = [0.5]
-pooling = ["max", "avg"]
-[[targets]]
+{SMALL_DS_CNN_SWEEP}[[targets]]
 kind = "simulator"
 accelerator = "mvp"
 """

@@ -18,7 +18,7 @@ class UserError(Exception):
 def _profile(args: argparse.Namespace) -> int:
     from simulator import report
     from simulator.errors import ModelError
-    from simulator.profiler import profile_file
+    from simulator.profiler import attach_execution, profile_file
     from simulator.timing import load_timing_model
 
     try:
@@ -28,8 +28,10 @@ def _profile(args: argparse.Namespace) -> int:
     records = []
     for path in args.models:
         try:
-            records.append(profile_file(path, accelerator=args.accelerator, timing=args.timing,
-                                        clock_hz=args.clock_hz))
+            rec = profile_file(path, accelerator=args.accelerator, timing=args.timing, clock_hz=args.clock_hz)
+            if args.execute:
+                attach_execution(rec, path, seed=args.seed, count=args.count)
+            records.append(rec)
         except ModelError as e:
             raise UserError(str(e)) from None
     if args.format == "json":
@@ -101,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "per layer")
     prof.add_argument("--clock-hz", type=int, default=78_000_000, metavar="HZ",
                       help="CPU and MVP clock for latency (default: %(default)s, the EFR32xG24 with radio)")
+    prof.add_argument("--execute", action="store_true",
+                      help="also run the model in the emulator (MVP programs in binary16, TFLM-exact int8 "
+                           "kernels) on seeded inputs: adds per layer the accelerator cycles of the executed "
+                           "programs and the drift against the reference kernels, and the outputs' drift")
+    prof.add_argument("--seed", type=int, default=0, help="with --execute: input seed (default: %(default)s)")
+    prof.add_argument("--count", type=int, default=1,
+                      help="with --execute: number of inputs (default: %(default)s)")
     prof.set_defaults(func=_profile)
 
     emu = sub.add_parser(

@@ -115,4 +115,20 @@ def profile_file(path: str | Path, accelerator: str = "mvp", timing: str = DEFAU
     return profile_graph(read_model_file(path), accelerator, timing, clock_hz)
 
 
-__all__ = ["profile_model", "profile_file", "profile_graph", "ModelError", "Operator"]
+def attach_execution(record: ProfileRecord, model: str | Path | bytes, seed: int = 0,
+                     count: int = 1) -> ProfileRecord:
+    """Runs the model in the emulator (seeded inputs drawn like the oracle's) and adds, per layer,
+    the accelerator cycles of the programs it executed and the drift against the reference
+    kernels. The emulator is imported here only: plain profiling never pays numba's start-up."""
+    from simulator.emulator import emulate_profile
+
+    emu = emulate_profile(model, accelerator=record.target.accelerator, timing=record.target.timing,
+                          seed=seed, count=count)
+    for layer, row in zip(record.layers, emu["layers"]):
+        layer.execution = {k: row[k] for k in ("accelerator_cycles", "elements", "drift_elements",
+                                                "drift_max_steps")}
+    record.execution = {k: emu[k] for k in ("seed", "count", "accelerator_cycles", "outputs")}
+    return record
+
+
+__all__ = ["attach_execution", "profile_model", "profile_file", "profile_graph", "ModelError", "Operator"]

@@ -39,6 +39,9 @@ class LayerRecord:
     options: dict = field(default_factory=dict)
     ram_bytes: int = 0              # scratch and persistent bytes this layer's kernel adds to the arena
     note: str | None = None         # more detail for a user, e.g. a vendor-tool quirk at play
+    # filled by `profile --execute`: {"accelerator_cycles" of the programs the emulator ran,
+    # "elements", "drift_elements", "drift_max_steps" against the reference kernels}
+    execution: dict | None = None
 
 
 @dataclass
@@ -78,6 +81,9 @@ class ProfileRecord:
     target: Target
     summary: Summary
     layers: list[LayerRecord]
+    # filled by `profile --execute`: {"seed", "count", "accelerator_cycles", "outputs": {"elements",
+    # "drift_elements", "drift_max_steps"}}: the emulator's run of the model on seeded inputs
+    execution: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,6 +103,7 @@ class ProfileRecord:
             summary=Summary(**d["summary"]),
             layers=[LayerRecord(**{**L, "inputs": tensors(L["inputs"]), "outputs": tensors(L["outputs"])})
                     for L in d["layers"]],
+            execution=d.get("execution"),
         )
 
     @classmethod

@@ -77,7 +77,13 @@ def summary_rows(rec: ProfileRecord) -> list[tuple[str, str]]:
         ("Clock", f"{si(t.clock_hz)}Hz"),
         ("Latency", seconds(s.latency_s)),
         ("Inferences/s", f"{1 / s.latency_s:.3g}" if s.latency_s else "-"),
-    ]
+    ] + ([] if rec.execution is None else [
+        ("Emulated", f"{rec.execution['count']} input(s), seed {rec.execution['seed']}: "
+                     f"{si(rec.execution['accelerator_cycles'])} accelerator cycles executed"),
+        ("Output drift", f"{rec.execution['outputs']['drift_elements']}/{rec.execution['outputs']['elements']} "
+                         f"elements differ from the reference kernels, at most "
+                         f"{rec.execution['outputs']['drift_max_steps']:g} step(s)"),
+    ])
 
 
 def render_table(rec: ProfileRecord) -> str:
@@ -100,11 +106,19 @@ def render_table(rec: ProfileRecord) -> str:
                           ("Acc Cycles", "right"), ("CPU Cycles", "right"), ("Time", "right"),
                           ("Input Shape", "left"), ("Output Shape", "left"), ("Options", "left")):
         layers.add_column(name, justify=justify, no_wrap=True)
+    executed = rec.execution is not None
+    if executed:
+        layers.add_column("Emu Cycles", justify="right", no_wrap=True)
+        layers.add_column("Drift", justify="right", no_wrap=True)
     if mvp:
         layers.add_column("MVP", justify="left", overflow="fold")
     for L in rec.layers:
         row = [str(L.index), L.opcode, si(L.ops), si(L.macs), si(L.accelerator_cycles), si(L.cpu_cycles),
                seconds(L.latency_s), _shapes(L.inputs), _shapes(L.outputs), options_str(L.options)]
+        if executed:
+            ex = L.execution or {}
+            row += [si(ex.get("accelerator_cycles", 0)),
+                    f"{ex.get('drift_elements', 0)}/{ex.get('elements', 0)}"]
         if mvp:
             row.append(mvp_cell(L))
         layers.add_row(*row)

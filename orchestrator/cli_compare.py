@@ -5,11 +5,10 @@ are one line on stderr and exit status 2; `nightly` exits 1 when something regre
 `calibrate` exits 1 when it refuses to save a fit that predicts held-out models worse than the
 base timing model.
 
-    python -m orchestrator.cli_compare compare --measured tests/data/zoo/device_reports.json --models tests/data/zoo
+    mvpfarm compare --measured tests/data/zoo/device_reports.json --models tests/data/zoo
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -199,26 +198,3 @@ def register(sub) -> None:
     ni.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of a local Ray for the sweeps")
     ni.add_argument("--junit", metavar="PATH", help="also write the JUnit XML here (for CI)")
     ni.set_defaults(func=_guarded(_nightly))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mvpfarm", description="Simulated against measured.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    register(sub)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("mvpfarm: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

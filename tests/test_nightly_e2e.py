@@ -17,7 +17,7 @@ SUITE = ROOT / "suites" / "nightly.toml"
 def _nightly(results: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli_compare", "nightly", "--suite", str(SUITE),
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", "nightly", "--suite", str(SUITE),
                            "--results", str(results), "--num-cpus", "2", *extra],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 

@@ -317,8 +317,10 @@ class _Runner:
                     self._pump()
                     bar.update()
             except KeyboardInterrupt:
-                for ref in list(self.pending):
-                    ray.cancel(ref, force=True)
+                # No ray.cancel here: force-cancelling a task whose reply is already on its way
+                # crashes the driver's core worker (ray 2.60: "Tried to complete task that was not
+                # pending"). The job's tasks end with the driver (ray.shutdown, or the cluster
+                # reaping a departed driver's workers), and nothing they return is written.
                 raise
 
     def _base_spec(self) -> dict:

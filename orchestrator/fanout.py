@@ -105,6 +105,9 @@ def _worker_env(role: str) -> dict:
     env = {"MVPFARM_WORKER": role}
     if role == "build":
         env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        # one worker per core: a conversion that spread over every core would only contend with
+        # the other workers' (TensorFlow reads these when it starts in the worker)
+        env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1")
     return {"env_vars": env}
 
 

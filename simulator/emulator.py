@@ -383,15 +383,12 @@ def _reference_step(graph: Graph, op: Operator) -> Step:
     return Step(op.index, op.opcode, "reference", run, info)
 
 
-def _build_conv(graph: Graph, op: Operator):
-    x_t, w_t = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
-    y_t = graph.tensors[op.outputs[0]]
-    _require_int8(graph, op, x_t, w_t, y_t)
+def _window_params(graph: Graph, op: Operator, x_t: Tensor, w_t: Tensor, y_t: Tensor, kh: int, kw: int,
+                   oc: int):
+    """What conv_2d and depthwise_conv_2d share: strides, dilations, output size, SAME padding and
+    the padded input's extent, zero points, per-channel multipliers and the activation range."""
     o = op.options
-    _, h, w, ic = x_t.shape
-    oc, kh, kw, icg = w_t.shape
-    if ic % icg:
-        raise _err(graph, op, f"input depth {ic} is not a multiple of filter depth {icg}")
+    _, h, w, _ = x_t.shape
     sh, sw = o.get("stride_h", 1), o.get("stride_w", 1)
     dh, dw = o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1)
     _, out_h, out_w, _ = y_t.shape
@@ -403,6 +400,19 @@ def _build_conv(graph: Graph, op: Operator):
     out_scale, out_zp = _qparams(graph, op, y_t)
     mult, shift = conv_multipliers(in_scale, w_t.scale, out_scale, oc)
     act_min, act_max = activation_range(o.get("fused_activation_function", "none"), out_scale, out_zp)
+    return sh, sw, dh, dw, out_h, out_w, pad_t, pad_l, hp, wp, in_zp, out_zp, mult, shift, act_min, act_max
+
+
+def _build_conv(graph: Graph, op: Operator):
+    x_t, w_t = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+    y_t = graph.tensors[op.outputs[0]]
+    _require_int8(graph, op, x_t, w_t, y_t)
+    ic = x_t.shape[3]
+    oc, kh, kw, icg = w_t.shape
+    if ic % icg:
+        raise _err(graph, op, f"input depth {ic} is not a multiple of filter depth {icg}")
+    (sh, sw, dh, dw, out_h, out_w, pad_t, pad_l, hp, wp, in_zp, out_zp, mult, shift, act_min,
+     act_max) = _window_params(graph, op, x_t, w_t, y_t, kh, kw, oc)
     weights = np.ascontiguousarray(w_t.data.astype(np.int32).transpose(1, 2, 3, 0))
     bias = _bias(graph, op, 2, oc)
     groups = ic // icg
@@ -433,21 +443,11 @@ def _build_depthwise(graph: Graph, op: Operator):
     x_t, w_t = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
     y_t = graph.tensors[op.outputs[0]]
     _require_int8(graph, op, x_t, w_t, y_t)
-    o = op.options
-    _, h, w, ic = x_t.shape
+    ic = x_t.shape[3]
     _, kh, kw, oc = w_t.shape
     dm = oc // ic if ic else 1
-    sh, sw = o.get("stride_h", 1), o.get("stride_w", 1)
-    dh, dw = o.get("dilation_h_factor", 1), o.get("dilation_w_factor", 1)
-    _, out_h, out_w, _ = y_t.shape
-    pad_t = same_pad(o.get("padding", "valid"), sh, dh, h, kh, out_h)
-    pad_l = same_pad(o.get("padding", "valid"), sw, dw, w, kw, out_w)
-    hp = max(pad_t + h, (out_h - 1) * sh + (kh - 1) * dh + 1)
-    wp = max(pad_l + w, (out_w - 1) * sw + (kw - 1) * dw + 1)
-    in_scale, in_zp = _qparams(graph, op, x_t)
-    out_scale, out_zp = _qparams(graph, op, y_t)
-    mult, shift = conv_multipliers(in_scale, w_t.scale, out_scale, oc)
-    act_min, act_max = activation_range(o.get("fused_activation_function", "none"), out_scale, out_zp)
+    (sh, sw, dh, dw, out_h, out_w, pad_t, pad_l, hp, wp, in_zp, out_zp, mult, shift, act_min,
+     act_max) = _window_params(graph, op, x_t, w_t, y_t, kh, kw, oc)
     weights = np.ascontiguousarray(w_t.data.astype(np.int32).reshape(kh, kw, oc))
     bias = _bias(graph, op, 2, oc)
     xi, yi = op.inputs[0], op.outputs[0]

@@ -138,8 +138,10 @@ def transpose_conv(x, in_offset, weights, bias, multiplier, shift, out_offset, a
 
 
 @njit(cache=True)
-def average_pool(x, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w,
-                 act_min, act_max):
+def _pool(x, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, act_min, act_max,
+          take_max):
+    """TFLM's int8 pooling: the window clipped to the input (padding never counts), then either
+    its maximum or its mean with rounding division (C division truncates toward zero)."""
     n, h, w, ch = x.shape
     out = np.empty((n, out_h, out_w, ch), dtype=np.int8)
     acc = np.empty(ch, dtype=np.int32)
@@ -152,49 +154,38 @@ def average_pool(x, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w, out_h,
                 x0 = ox * stride_w - pad_w
                 fx0 = max(0, -x0)
                 fx1 = min(filter_w, w - x0)
-                count = (fy1 - fy0) * (fx1 - fx0)
-                acc[:] = 0
+                acc[:] = -128 if take_max else 0
                 for fy in range(fy0, fy1):
                     for fx in range(fx0, fx1):
                         for c in range(ch):
-                            acc[c] += x[b, y0 + fy, x0 + fx, c]
+                            v = x[b, y0 + fy, x0 + fx, c]
+                            if take_max:
+                                if v > acc[c]:
+                                    acc[c] = v
+                            else:
+                                acc[c] += v
+                count = (fy1 - fy0) * (fx1 - fx0)
                 half = count // 2
                 for c in range(ch):
                     a = acc[c]
-                    # C division truncates toward zero
-                    if a > 0:
-                        v = (a + half) // count
-                    else:
-                        v = -((-(a - half)) // count)
-                    out[b, oy, ox, c] = min(max(v, act_min), act_max)
+                    if not take_max:
+                        a = (a + half) // count if a > 0 else -((-(a - half)) // count)
+                    out[b, oy, ox, c] = min(max(a, act_min), act_max)
     return out
+
+
+@njit(cache=True)
+def average_pool(x, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w,
+                 act_min, act_max):
+    return _pool(x, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w,
+                 act_min, act_max, False)
 
 
 @njit(cache=True)
 def max_pool(x, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w,
              act_min, act_max):
-    n, h, w, ch = x.shape
-    out = np.empty((n, out_h, out_w, ch), dtype=np.int8)
-    acc = np.empty(ch, dtype=np.int32)
-    for b in range(n):
-        for oy in range(out_h):
-            y0 = oy * stride_h - pad_h
-            fy0 = max(0, -y0)
-            fy1 = min(filter_h, h - y0)
-            for ox in range(out_w):
-                x0 = ox * stride_w - pad_w
-                fx0 = max(0, -x0)
-                fx1 = min(filter_w, w - x0)
-                acc[:] = -128
-                for fy in range(fy0, fy1):
-                    for fx in range(fx0, fx1):
-                        for c in range(ch):
-                            v = x[b, y0 + fy, x0 + fx, c]
-                            if v > acc[c]:
-                                acc[c] = v
-                for c in range(ch):
-                    out[b, oy, ox, c] = min(max(acc[c], act_min), act_max)
-    return out
+    return _pool(x, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w,
+                 act_min, act_max, True)
 
 
 @njit(cache=True)

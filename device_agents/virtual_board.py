@@ -277,6 +277,13 @@ class Firmware:
         self.stats.profiles_started += 1
         self.result, self._inference = None, None  # a new PROFILE replaces the last results
         data, truth, opcodes = self.model
+        # The emulator runs while the board "computes", as the real output is ready with PROFILE_DONE;
+        # READ_OUTPUT waits for whatever it has left.
+        box: dict = {}
+        accelerator = "mvp" if msg.use_accelerator else "none"
+        thread = threading.Thread(target=lambda: box.update(out=self._infer(data, accelerator)), daemon=True)
+        thread.start()
+        self._inference = (thread, box)
         run_s = SiliconModel.latency_s(truth, self.kind.clock_hz) * (msg.warmup + msg.repeats)
         if self.on_profile is not None:
             self.on_profile(n, run_s * self.time_scale)      # faults strike here, mid-inference
@@ -287,12 +294,6 @@ class Firmware:
             on_mvp = L.on_accelerator and msg.use_accelerator
             flags = (P.LAYER_ON_MVP if on_mvp else 0) | (P.LAYER_FELL_BACK if L.reason else 0)
             layers.append(P.Layer(i, op, flags, cpu, acc if on_mvp else [0] * len(acc), L.reason or ""))
-        box: dict = {}
-        accelerator = "mvp" if msg.use_accelerator else "none"
-        thread = threading.Thread(target=lambda: box.update(out=self._infer(data, accelerator)), daemon=True)
-        thread.start()
-        self._inference = (thread, box)
-        thread.join(0.0)
         out_len = self.output_bytes if thread.is_alive() else len(box.get("out") or b"")
         done = P.ProfileDone(len(layers), msg.repeats, truth.arena_bytes, out_len)
         self.result = (done, layers)

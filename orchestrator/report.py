@@ -144,9 +144,9 @@ def _plot_pareto(df, rk, out_dir: Path):
         return []
     fig, ax = plt.subplots(figsize=(7, 5))
     for r in rows.itertuples():
-        on = (r.variant, r.target) in front or r.variant == "base"
+        on = (r.variant, r.target) in front
         ax.scatter(r.latency_s * 1e3, r.ram_bytes / 1024, s=30 + r.flash_bytes / 2048,
-                   color="tab:blue" if on else "tab:gray", alpha=0.8,
+                   color="black" if r.variant == "base" else ("tab:blue" if on else "tab:gray"), alpha=0.8,
                    marker="*" if r.variant == "base" else ("o" if r.status == "measured" else "x"))
         ax.annotate(r.variant, (r.latency_s * 1e3, r.ram_bytes / 1024), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")

@@ -34,7 +34,8 @@ def _load(t: Transport, data: bytes) -> P.ModelOk:
 def _read_output(t: Transport, n_bytes: int, chunk: int) -> bytes:
     out = b""
     while len(out) < n_bytes:
-        reply = t.exchange(P.ReadOutput(len(out), chunk), 1.0, P.Output)
+        # the first read waits for the virtual board's emulator, which a loaded CI machine slows down
+        reply = t.exchange(P.ReadOutput(len(out), chunk), 30.0 if not out else 1.0, P.Output)
         assert reply.offset == len(out) and reply.data
         out += reply.data
     return out

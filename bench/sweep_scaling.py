@@ -1,21 +1,30 @@
 """How a sweep scales on Ray: variants per minute with 1 and 2 workers, side by side with the same
-sweep run serially in one process without Ray (the peer), the share of time spent in TensorFlow
-conversion, and Ray's overhead per variant.
+sweep on a `multiprocessing` pool of 1 and 2 processes without Ray (the peer: what this machine
+allows without any orchestrator), the share of time spent in TensorFlow conversion, and Ray's
+overhead per variant.
 
-    .venv/bin/python bench/sweep_scaling.py            # ~4 minutes on 2 cores
-    .venv/bin/python bench/sweep_scaling.py --quick    # a smaller sweep
+    .venv/bin/python bench/sweep_scaling.py                # 3 trials, ~8 minutes on 2 cores
+    .venv/bin/python bench/sweep_scaling.py --quick        # a 12-variant sweep, 1 trial
 
-Every configuration starts from an empty build cache (the base model's config is cached, as it is
-after a sweep's first run) and runs a fresh local Ray on 127.0.0.1 with N CPUs.
-Definitions: task time = summed build + profile task time; orchestration overhead = wall time -
-task time / workers (scheduling, transfers, result writing, worker start-up, idle tails);
-efficiency = (variants/min with 2 workers) / (2 x variants/min with 1 worker).
+Every run starts from an empty build cache (the base model's config is cached, as it is after a
+sweep's first run) and new worker processes, so each pays TensorFlow's import once per worker;
+the Ray runs start a fresh local Ray on 127.0.0.1 with N CPUs (its start-up is not in wall s).
+The configurations of a trial run back to back and the trials are interleaved, so that the slow
+drifts of a shared machine hit every configuration alike; the table shows each configuration's
+median trial.
+
+Definitions: task time = summed build + profile time inside the workers (TensorFlow's import
+included: it is conversion work); overhead = wall time - task time / workers (worker start-up,
+scheduling, transfers, result writing, idle tails); efficiency = (variants/min with 2) /
+(2 x variants/min with 1), per trial.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -39,78 +48,111 @@ accelerator = "mvp"
 """
 
 
-def serial(sweep, cache_dir: Path) -> dict:
-    """The peer: the same variants built and profiled one after another in this process."""
+def _pool_worker_init() -> None:
+    # the same settings the sweep's build workers get (orchestrator.fanout._worker_env)
+    os.environ.update(MVPFARM_WORKER="build", TF_CPP_MIN_LOG_LEVEL="3", TF_NUM_INTRAOP_THREADS="1",
+                      TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1")
+    # the converter's C++ chatter, which Ray's workers keep out of the terminal too
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+
+
+def _pool_job(args) -> tuple[float, float, float]:
     from orchestrator import build
-    from orchestrator.tips import TipNotApplicable, apply_tips
-    from orchestrator.variants import expand
     from simulator.profiler import profile_model
-    base_spec = build.base_config(sweep.base, cache_dir)
+    spec, settings, cache_dir, name = args
     t0 = time.perf_counter()
-    convert_s = profile_s = 0.0
-    n = 0
-    for v in expand(sweep.tips, sweep.mode):
-        try:
-            spec = apply_tips(base_spec, v.levels)
-        except TipNotApplicable:
-            continue
-        meta, data = build.build_variant(spec, sweep.build.as_dict(), cache_dir)
-        convert_s += meta["convert_s"]
-        t1 = time.perf_counter()
-        profile_model(data, accelerator="mvp", name=v.id)
-        profile_s += time.perf_counter() - t1
-        n += 1
-    return {"wall_s": time.perf_counter() - t0, "n": n, "task_s": convert_s + profile_s, "convert_s": convert_s,
-            "workers": 1}
+    meta, data = build.build_variant(spec, settings, cache_dir)
+    t1 = time.perf_counter()
+    profile_model(data, accelerator="mvp", name=name)
+    return t1 - t0, meta["convert_s"], time.perf_counter() - t1
 
 
-def on_ray(sweep, n_cpus: int, work: Path) -> dict:
+def on_pool(specs: list, settings: dict, n_procs: int, cache_dir: Path) -> dict:
+    """The peer: a spawn-context process pool, one variant per job, no Ray."""
+    t0 = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(n_procs, initializer=_pool_worker_init) as pool:
+        done = list(pool.imap_unordered(_pool_job, [(s, settings, str(cache_dir), n) for n, s in specs],
+                                        chunksize=1))
+    wall_s = time.perf_counter() - t0
+    return {"wall_s": wall_s, "n": len(done), "task_s": sum(b + p for b, _, p in done),
+            "convert_s": sum(c for _, c, _ in done), "workers": n_procs}
+
+
+def on_ray(sweep, n_cpus: int, work: Path, trial: int) -> dict:
     import ray
     from orchestrator import fanout
-    results = work / f"ray{n_cpus}"
+    results = work / f"ray{n_cpus}-{trial}"
     shutil.copytree(work / "cache" / "base", results / "cache" / "base")
-    t0 = time.perf_counter()
     fanout.connect(None, num_cpus=n_cpus)
-    init_s = time.perf_counter() - t0
     try:
         r = fanout.run(sweep, results, progress=False)
     finally:
         ray.shutdown()
     return {"wall_s": r.wall_s, "n": r.counts.profiled + r.counts.failed, "task_s": r.build_s + r.profile_s,
-            "convert_s": r.convert_s, "workers": n_cpus, "init_s": init_s}
+            "convert_s": r.convert_s, "workers": n_cpus}
+
+
+def _row(name: str, r: dict) -> str:
+    overhead_s = r["wall_s"] - r["task_s"] / r["workers"]
+    return (f"| {name} | {r['n']} | {r['wall_s']:.1f} | {r['n'] / r['wall_s'] * 60:.1f} | "
+            f"{r['convert_s'] / r['task_s']:.0%} | {overhead_s / r['n']:.3f} | {overhead_s / r['wall_s']:.1%} |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a 12-variant sweep instead of 36")
+    ap.add_argument("--quick", action="store_true", help="a 12-variant sweep instead of 36, one trial")
+    ap.add_argument("--trials", type=int, default=3, help="interleaved trials (default 3)")
     args = ap.parse_args()
-    filters = "[0.5]" if args.quick else "[0.75, 0.5, 0.25]"
+    trials = 1 if args.quick else args.trials
     work = Path(tempfile.mkdtemp(prefix="mvpfarm-bench-"))
     try:
         f = work / "sweep.toml"
-        f.write_text(SWEEP.format(filters=filters))
-        from orchestrator import sweep_file
+        f.write_text(SWEEP.format(filters="[0.5]" if args.quick else "[0.75, 0.5, 0.25]"))
+        from orchestrator import build, sweep_file
+        from orchestrator.tips import TipNotApplicable, apply_tips
+        from orchestrator.variants import expand
         sweep = sweep_file.load(f)
-        rows = {"serial, no Ray (peer)": serial(sweep, work / "cache")}
-        shutil.rmtree(work / "cache" / "tflite")
-        rows["Ray, 1 worker"] = on_ray(sweep, 1, work)
-        rows["Ray, 2 workers"] = on_ray(sweep, 2, work)
+        base_spec = build.base_config(sweep.base, work / "cache")
+        specs = []
+        for v in expand(sweep.tips, sweep.mode):
+            try:
+                specs.append((v.id, apply_tips(base_spec, v.levels)))
+            except TipNotApplicable:
+                continue
+        settings = sweep.build.as_dict()
+        configs = {
+            "pool, 1 process, no Ray (peer)": lambda t: on_pool(specs, settings, 1, work / f"p1-{t}"),
+            "pool, 2 processes, no Ray (peer)": lambda t: on_pool(specs, settings, 2, work / f"p2-{t}"),
+            "Ray, 1 worker": lambda t: on_ray(sweep, 1, work, t),
+            "Ray, 2 workers": lambda t: on_ray(sweep, 2, work, t),
+        }
+        runs: dict[str, list[dict]] = {name: [] for name in configs}
+        for t in range(trials):
+            for name, fn in configs.items():
+                runs[name].append(fn(t))
+                print(f"trial {t + 1}/{trials}: {name}: {runs[name][-1]['wall_s']:.1f} s", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\nsweep: ds_cnn grid, {rows['Ray, 1 worker']['n']} variants, simulator target, 2-core machine\n")
-    print(f"| configuration | variants | wall s | variants/min | TF conversion share | "
-          f"overhead s/variant | overhead share |")
+    def efficiency(one: str, two: str) -> list[float]:
+        return [(b["n"] / b["wall_s"]) / (2 * a["n"] / a["wall_s"]) for a, b in zip(runs[one], runs[two])]
+
+    eff_ray = efficiency("Ray, 1 worker", "Ray, 2 workers")
+    eff_pool = efficiency("pool, 1 process, no Ray (peer)", "pool, 2 processes, no Ray (peer)")
+    n = runs["Ray, 1 worker"][0]["n"]
+    print(f"\nsweep: ds_cnn grid, {n} variants, simulator target, {os.cpu_count()} cores, "
+          f"median of {trials} interleaved trial(s)\n")
+    print("| configuration | variants | wall s | variants/min | TF conversion share | "
+          "overhead s/variant | overhead share |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, r in rows.items():
-        overhead_s = r["wall_s"] - r["task_s"] / r["workers"]
-        print(f"| {name} | {r['n']} | {r['wall_s']:.1f} | {r['n'] / r['wall_s'] * 60:.1f} | "
-              f"{r['convert_s'] / r['task_s']:.0%} | {overhead_s / r['n']:.3f} | {overhead_s / r['wall_s']:.1%} |")
-    v1 = rows["Ray, 1 worker"]["n"] / rows["Ray, 1 worker"]["wall_s"]
-    v2 = rows["Ray, 2 workers"]["n"] / rows["Ray, 2 workers"]["wall_s"]
-    print(f"\nscaling efficiency 1 -> 2 workers: {v2 / (2 * v1):.0%} (goal >= 85%)")
-    print(f"Ray start-up (not in wall s): {rows['Ray, 1 worker']['init_s']:.1f} s / "
-          f"{rows['Ray, 2 workers']['init_s']:.1f} s")
+    for name, rs in runs.items():
+        print(_row(name, sorted(rs, key=lambda r: r["wall_s"])[len(rs) // 2]))
+
+    def spread(xs: list[float]) -> str:
+        return f"{statistics.median(xs):.0%} (trials: {', '.join(f'{x:.0%}' for x in xs)})"
+    print(f"\nscaling efficiency 1 -> 2: Ray {spread(eff_ray)}; no-Ray pool {spread(eff_pool)} (goal >= 85%)")
 
 
 if __name__ == "__main__":

@@ -125,7 +125,11 @@ def build_task(spec: dict, build_settings: dict, cache_dir: str):
     return meta, data
 
 
-@ray.remote(num_cpus=1, max_retries=MAX_RETRIES, runtime_env=_worker_env("simulator"))
+# Profiles hold no CPU slot: each is tens of milliseconds against a conversion's half second, and
+# one that had to wait for a slot sat behind every queued build (Ray hands a freed CPU to the next
+# build first), so on one CPU no result landed before the last build (measured with
+# ray.timeline()), and a simulator worker's cold start held a build slot idle for a second.
+@ray.remote(num_cpus=0, max_retries=MAX_RETRIES, runtime_env=_worker_env("simulator"))
 def profile_task(data: bytes, target: dict, name: str) -> dict:
     from simulator.errors import ModelError
     from simulator.profiler import profile_model

@@ -137,22 +137,32 @@ def _plot_ranking(rk, out_dir: Path):
 
 
 def _plot_pareto(df, rk, out_dir: Path):
+    """Latency against RAM, one panel per target: the same variant measured on two targets lands
+    at nearly the same place, and in one panel their labels would overwrite each other."""
     import matplotlib.pyplot as plt
     front = {(e["variant"], e["target"]) for e in rk.entries if e["pareto"]}
     rows = df[df["latency_s"].notna()]
     if rows.empty:
         return []
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for r in rows.itertuples():
-        on = (r.variant, r.target) in front
-        ax.scatter(r.latency_s * 1e3, r.ram_bytes / 1024, s=30 + r.flash_bytes / 2048,
-                   color="black" if r.variant == "base" else ("tab:blue" if on else "tab:gray"), alpha=0.8,
-                   marker="*" if r.variant == "base" else ("o" if r.status == "measured" else "x"))
-        ax.annotate(r.variant, (r.latency_s * 1e3, r.ram_bytes / 1024), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("RAM (KB)")
-    ax.set_title("Variants: blue = Pareto front (latency, RAM, flash), size = flash, * = base")
+    targets = list(dict.fromkeys(rows["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(6.5 * len(targets), 5), sharey=True, squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        for r in rows[rows["target"] == target].itertuples():
+            x, y = r.latency_s * 1e3, r.ram_bytes / 1024
+            if r.variant == "base":
+                ax.scatter(x, y, s=220, marker="*", color="black", zorder=3)
+            else:
+                on = (r.variant, r.target) in front
+                ax.scatter(x, y, s=30 + r.flash_bytes / 2048, alpha=0.8,
+                           color="tab:blue" if on else "tab:gray", marker="o" if r.status == "measured" else "x")
+            # the base's label goes below: a variant that changes little sits right on top of it
+            ax.annotate(r.variant, (x, y), fontsize=7, textcoords="offset points",
+                        xytext=(4, -12) if r.variant == "base" else (4, 4))
+        ax.set_title(target, fontsize=10)
+        ax.set_xlabel("latency (ms)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("RAM (KB)")
+    fig.suptitle("Variants: blue = Pareto front (latency, RAM, flash), size = flash, black star = base")
     fig.tight_layout()
     path = out_dir / "pareto.png"
     fig.savefig(path, dpi=100)

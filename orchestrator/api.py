@@ -4,6 +4,7 @@
     run_id = api.run_sweep("examples/kws-tips.toml")            # local Ray on 127.0.0.1
     rows = api.rank(run_id)                                    # list of dicts, best first
     api.export(run_id, "csv")                                  # results/<run>/measurements.csv
+    results = api.run_sweeps(["a.toml", "b.toml"])             # one Ray for both: TensorFlow imported once
 """
 from __future__ import annotations
 
@@ -31,6 +32,22 @@ def run_sweep(path: str | Path, results_dir: str | Path = DEFAULT_RESULTS, addre
     if report:
         write_report(result.run_id, results_dir)
     return result
+
+
+def run_sweeps(paths: list[str | Path], results_dir: str | Path = DEFAULT_RESULTS, address: str | None = None,
+               num_cpus: int | None = None, progress: bool | None = None, report: bool = True) -> list:
+    """Runs several sweep files one after another on one Ray connection (`fanout.session`): the
+    later sweeps reuse build workers that have already imported TensorFlow. Every file is checked
+    before any work starts. Returns their `fanout.RunResult`s."""
+    sweeps = [load_sweep(p) for p in paths]
+    from orchestrator import fanout
+    out = []
+    with fanout.session(sweeps, address=address, num_cpus=num_cpus):
+        for sweep in sweeps:
+            out.append(fanout.run(sweep, results_dir, address=address, num_cpus=num_cpus, progress=progress))
+            if report:
+                write_report(out[-1].run_id, results_dir)
+    return out
 
 
 def rank(run: str = "latest", results_dir: str | Path = DEFAULT_RESULTS, objective: str = "latency",

@@ -35,19 +35,28 @@ def _sweep_run(args) -> int:
     from orchestrator import api
     from orchestrator.sweep_file import SweepFileError
     try:
-        sweep = api.load_sweep(args.file)          # checked before any work starts
+        sweeps = [api.load_sweep(f) for f in args.file]      # all checked before any work starts
     except SweepFileError as e:
         raise _user_error(str(e)) from None
     from orchestrator import fanout
+    sweep = sweeps[0]
     try:
-        result = fanout.run(sweep, args.results, address=args.address, num_cpus=args.num_cpus,
-                            retry_failed=args.retry_failed)
+        with fanout.session(sweeps, address=args.address, num_cpus=args.num_cpus):
+            for sweep in sweeps:
+                result = fanout.run(sweep, args.results, address=args.address, num_cpus=args.num_cpus,
+                                    retry_failed=args.retry_failed)
+                _summary(result, args.results)
     except fanout.SweepError as e:
         raise _user_error(str(e)) from None
     except KeyboardInterrupt:
         print(f"mvpfarm: sweep {sweep.run_id} interrupted; what was measured is kept. Run the same "
               "command again to measure what is missing.", file=sys.stderr)
         return 130
+    return 0
+
+
+def _summary(result, results_dir) -> None:
+    from orchestrator import api
     c = result.counts
     print(f"run {result.run_id}: {c.profiled} measured"
           + (f" ({c.boards} on boards)" if c.boards else "") + f", {c.failed} failed"
@@ -55,13 +64,12 @@ def _sweep_run(args) -> int:
           + f" ({result.db_path})")
     if result.boards:
         _print_boards(result)
-    report = api.write_report(result.run_id, args.results)
+    report = api.write_report(result.run_id, results_dir)
     print(f"report: {report} (and report.html)")
     try:
-        print(api.rank(result.run_id, args.results).to_table(), end="")
+        print(api.rank(result.run_id, results_dir).to_table(), end="")
     except ValueError as e:        # nothing to rank against: the report says why
         print(f"no ranking: {e}")
-    return 0
 
 
 def _print_boards(result) -> None:
@@ -141,7 +149,9 @@ def register(sub) -> None:
                     "profile it on each target, and write the results table, the tip ranking and a report. "
                     "Without --address (or RAY_ADDRESS) a local Ray starts on 127.0.0.1. Running the same "
                     "file again resumes: only missing measurements are made.")
-    run.add_argument("file", metavar="FILE", help="the sweep file (.toml)")
+    run.add_argument("file", metavar="FILE", nargs="+",
+                     help="the sweep file (.toml); several run one after another on one Ray connection, "
+                          "so that the later ones find build workers with TensorFlow already imported")
     run.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR", help=results_help)
     run.add_argument("--address", default=None, metavar="ADDR",
                      help="an existing Ray cluster (e.g. 127.0.0.1:6379 or auto; default: RAY_ADDRESS, "

@@ -30,6 +30,7 @@ import os
 import queue
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -82,6 +83,21 @@ def connect(address: str | None = None, num_cpus: int | None = None, resources: 
         ray.init(address="local", num_cpus=num_cpus, resources=resources or None, include_dashboard=False,
                  _node_ip_address="127.0.0.1", **common)
     return True
+
+
+@contextmanager
+def session(sweeps: list[Sweep], address: str | None = None, num_cpus: int | None = None):
+    """One Ray connection for several sweeps (a nightly suite, a script's loop). Ray keeps a job's
+    idle workers, so the sweeps after the first find build workers that have already imported
+    TensorFlow (a few seconds per worker) and simulator workers that are already up. A local Ray
+    offers the virtual boards of every sweep's board targets."""
+    targets = [t for s in sweeps for t in s.targets if t.kind == "board"]
+    started = connect(address, num_cpus, resources=_virtual_board_resources(targets))
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _loopback_only() -> None:

@@ -272,15 +272,16 @@ def _tool_versions() -> dict:
     return out
 
 
-def run_sweep_entry(entry: SweepEntry, nightly_id: str, stamp: str, results_dir: Path,
-                    address: str | None, num_cpus: int | None) -> str:
-    """The sweep as a fresh run of its own (same sweep, new run id), so that nothing is resumed
-    from an earlier night. Its builds still come from the content-addressed cache."""
-    from orchestrator import api, fanout
+def nightly_sweep(entry: SweepEntry, nightly_id: str, stamp: str):
+    """The entry's sweep as a fresh run of its own (same sweep, new run id), so that nothing is
+    resumed from an earlier night. Its builds still come from the content-addressed cache."""
     data = dict(entry.data)
     data["name"] = f"{entry.name}.nightly-{stamp}"
-    sweep = parse_sweep(data, entry.path, entry.text,
-                        hashlib.sha256((entry.text + nightly_id).encode()).hexdigest())
+    return parse_sweep(data, entry.path, entry.text, hashlib.sha256((entry.text + nightly_id).encode()).hexdigest())
+
+
+def run_sweep_entry(entry: SweepEntry, sweep, results_dir: Path, address: str | None, num_cpus: int | None) -> str:
+    from orchestrator import api, fanout
     try:
         result = fanout.run(sweep, results_dir, address=address, num_cpus=num_cpus, progress=False)
     except fanout.SweepError as e:
@@ -424,8 +425,12 @@ def measure(suite: Suite, results_dir: Path, nightly_id: str, stamp: str, addres
             num_cpus: int | None = None) -> Measured:
     """Runs every entry of the suite tonight; the runs land in the result table."""
     run_ids, notes = {}, []
-    for entry in suite.sweeps:
-        run_ids[entry.name] = run_sweep_entry(entry, nightly_id, stamp, results_dir, address, num_cpus)
+    if suite.sweeps:
+        from orchestrator import fanout
+        sweeps = [nightly_sweep(entry, nightly_id, stamp) for entry in suite.sweeps]
+        with fanout.session(sweeps, address, num_cpus):        # TensorFlow imported once per worker
+            for entry, sweep in zip(suite.sweeps, sweeps):
+                run_ids[entry.name] = run_sweep_entry(entry, sweep, results_dir, address, num_cpus)
     boards_ran = False
     with ResultsDB(results_dir) as db:
         for entry in suite.models:

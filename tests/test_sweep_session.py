@@ -1,0 +1,57 @@
+"""Several sweeps on one Ray connection (`mvpfarm sweep run A B`, `api.run_sweeps`, a nightly
+suite): the later sweeps are built by the workers that the first one started, which have already
+imported TensorFlow; every file is checked before any work."""
+import os
+import sqlite3
+
+import pytest
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+from orchestrator import api, cli  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+SWEEP = """
+name = "{name}"
+base = {{ builtin = "fc_autoencoder", kwargs = {{ input_dim = 64, hidden_units = 32, depth = 2 }} }}
+mode = "one-at-a-time"
+[tips]
+dense_units = [{level}]
+[[targets]]
+kind = "simulator"
+accelerator = "mvp"
+"""
+
+
+def _files(tmp_path):
+    out = []
+    for name, level in (("first", 0.5), ("second", 0.25)):
+        f = tmp_path / f"{name}.toml"
+        f.write_text(SWEEP.format(name=name, level=level))
+        out.append(f)
+    return out
+
+
+def test_later_sweeps_are_built_by_the_first_sweeps_workers(tmp_path):
+    first, second = api.run_sweeps(_files(tmp_path), tmp_path / "results", num_cpus=1, progress=False,
+                                   report=False)
+    assert first.counts.profiled == 2 and second.counts.profiled == 2
+    assert (first.n_built, first.n_cached) == (2, 0) and (second.n_built, second.n_cached) == (1, 1)  # one base
+    # one CPU, one build worker: the second sweep's build ran in the process the first one started
+    assert len(first.build_pids) == 1 and second.build_pids == first.build_pids
+    with sqlite3.connect(tmp_path / "results" / "mvpfarm.sqlite") as con:
+        rows = con.execute("SELECT r.name, m.variant, m.status FROM measurements m JOIN runs r USING (run_id) "
+                           "ORDER BY r.name, m.variant").fetchall()
+    assert rows == [("first", "base", "measured"), ("first", "dense_units=0.5", "measured"),
+                    ("second", "base", "measured"), ("second", "dense_units=0.25", "measured")]
+
+
+def test_the_cli_checks_every_file_before_running_any(tmp_path, capsys):
+    good, bad = _files(tmp_path)
+    bad.write_text(bad.read_text().replace("dense_units", "dense_unitz"))
+    results = tmp_path / "results"
+    assert cli.main(["sweep", "run", str(good), str(bad), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{bad}: tips.dense_unitz: unknown tip" in err
+    assert not results.exists()             # the good file did not run either

@@ -4,6 +4,8 @@ Two kinds of task, each in its own worker pool (Ray keeps one pool per runtime e
 build tasks import TensorFlow and convert a variant; profile tasks run the simulator, which
 never imports TensorFlow, so a simulator worker starts in a fraction of a second. A build task
 hands its .tflite to the profile tasks through Ray's object store, not through the driver.
+Profile tasks hold no CPU slot (see `profile_task`); `session` keeps one Ray connection over
+several sweeps, so that the later ones reuse build workers that have imported TensorFlow.
 
 Board targets (`kind = "board"`) go to a `device_agents.fleet.Fleet` per board kind: the
 cluster's board agents, or virtual boards started for the run. Each (variant, target) is one

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -383,10 +383,29 @@ def _reference_step(graph: Graph, op: Operator) -> Step:
     return Step(op.index, op.opcode, "reference", run, info)
 
 
-def _window_params(graph: Graph, op: Operator, x_t: Tensor, w_t: Tensor, y_t: Tensor, kh: int, kw: int,
-                   oc: int):
+class _Window(NamedTuple):
     """What conv_2d and depthwise_conv_2d share: strides, dilations, output size, SAME padding and
     the padded input's extent, zero points, per-channel multipliers and the activation range."""
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    out_h: int
+    out_w: int
+    pad_t: int
+    pad_l: int
+    hp: int
+    wp: int
+    in_zp: int
+    out_zp: int
+    mult: np.ndarray
+    shift: np.ndarray
+    act_min: int
+    act_max: int
+
+
+def _window_params(graph: Graph, op: Operator, x_t: Tensor, w_t: Tensor, y_t: Tensor, kh: int, kw: int,
+                   oc: int) -> _Window:
     o = op.options
     _, h, w, _ = x_t.shape
     sh, sw = o.get("stride_h", 1), o.get("stride_w", 1)
@@ -400,7 +419,7 @@ def _window_params(graph: Graph, op: Operator, x_t: Tensor, w_t: Tensor, y_t: Te
     out_scale, out_zp = _qparams(graph, op, y_t)
     mult, shift = conv_multipliers(in_scale, w_t.scale, out_scale, oc)
     act_min, act_max = activation_range(o.get("fused_activation_function", "none"), out_scale, out_zp)
-    return sh, sw, dh, dw, out_h, out_w, pad_t, pad_l, hp, wp, in_zp, out_zp, mult, shift, act_min, act_max
+    return _Window(sh, sw, dh, dw, out_h, out_w, pad_t, pad_l, hp, wp, in_zp, out_zp, mult, shift, act_min, act_max)
 
 
 def _build_conv(graph: Graph, op: Operator):
@@ -411,8 +430,7 @@ def _build_conv(graph: Graph, op: Operator):
     oc, kh, kw, icg = w_t.shape
     if ic % icg:
         raise _err(graph, op, f"input depth {ic} is not a multiple of filter depth {icg}")
-    (sh, sw, dh, dw, out_h, out_w, pad_t, pad_l, hp, wp, in_zp, out_zp, mult, shift, act_min,
-     act_max) = _window_params(graph, op, x_t, w_t, y_t, kh, kw, oc)
+    p = _window_params(graph, op, x_t, w_t, y_t, kh, kw, oc)
     weights = np.ascontiguousarray(w_t.data.astype(np.int32).transpose(1, 2, 3, 0))
     bias = _bias(graph, op, 2, oc)
     groups = ic // icg
@@ -420,22 +438,22 @@ def _build_conv(graph: Graph, op: Operator):
     if groups == 1:
         # one exact matrix product over the im2col rows (kernels_ref: matrix-product forms)
         w_abs = np.abs(weights.reshape(-1, oc).astype(np.float64)).sum(axis=0).max(initial=0.0)
-        dtype = K.exact_float_type(float(w_abs), float(max(abs(-128 - in_zp), abs(127 - in_zp))))
+        dtype = K.exact_float_type(float(w_abs), float(max(abs(-128 - p.in_zp), abs(127 - p.in_zp))))
         w_mat = np.ascontiguousarray(weights.reshape(-1, oc).astype(dtype))
-        im2col = K.Im2col(x_t.shape, dtype, -in_zp, pad_t, pad_l, hp, wp, kh, kw, sh, sw, dh, dw,
-                          out_h, out_w)
+        im2col = K.Im2col(x_t.shape, dtype, -p.in_zp, p.pad_t, p.pad_l, p.hp, p.wp, kh, kw, p.sh, p.sw, p.dh,
+                          p.dw, p.out_h, p.out_w)
         requant = K.requantize_matrix
         shape = y_t.shape
 
         def run(values):
             acc = im2col(values[xi]) @ w_mat
-            values[yi] = requant(acc, bias, mult, shift, out_zp, act_min, act_max).reshape(shape)
+            values[yi] = requant(acc, bias, p.mult, p.shift, p.out_zp, p.act_min, p.act_max).reshape(shape)
         return run, {}
 
     def run(values):
-        xp = K.pad_offset_input(values[xi], np.int32(-in_zp), pad_t, pad_l, hp, wp)
-        values[yi] = K.conv2d(xp, weights, bias, mult, shift, out_zp, act_min, act_max,
-                              sh, sw, dh, dw, out_h, out_w, groups).reshape(y_t.shape)
+        xp = K.pad_offset_input(values[xi], np.int32(-p.in_zp), p.pad_t, p.pad_l, p.hp, p.wp)
+        values[yi] = K.conv2d(xp, weights, bias, p.mult, p.shift, p.out_zp, p.act_min, p.act_max,
+                              p.sh, p.sw, p.dh, p.dw, p.out_h, p.out_w, groups).reshape(y_t.shape)
     return run, {}
 
 
@@ -446,16 +464,15 @@ def _build_depthwise(graph: Graph, op: Operator):
     ic = x_t.shape[3]
     _, kh, kw, oc = w_t.shape
     dm = oc // ic if ic else 1
-    (sh, sw, dh, dw, out_h, out_w, pad_t, pad_l, hp, wp, in_zp, out_zp, mult, shift, act_min,
-     act_max) = _window_params(graph, op, x_t, w_t, y_t, kh, kw, oc)
+    p = _window_params(graph, op, x_t, w_t, y_t, kh, kw, oc)
     weights = np.ascontiguousarray(w_t.data.astype(np.int32).reshape(kh, kw, oc))
     bias = _bias(graph, op, 2, oc)
     xi, yi = op.inputs[0], op.outputs[0]
 
     def run(values):
-        xp = K.pad_offset_input(values[xi], np.int32(-in_zp), pad_t, pad_l, hp, wp)
-        values[yi] = K.depthwise_conv2d(xp, weights, bias, mult, shift, out_zp, act_min, act_max,
-                                        sh, sw, dh, dw, out_h, out_w, dm).reshape(y_t.shape)
+        xp = K.pad_offset_input(values[xi], np.int32(-p.in_zp), p.pad_t, p.pad_l, p.hp, p.wp)
+        values[yi] = K.depthwise_conv2d(xp, weights, bias, p.mult, p.shift, p.out_zp, p.act_min, p.act_max,
+                                        p.sh, p.sw, p.dh, p.dw, p.out_h, p.out_w, dm).reshape(y_t.shape)
     return run, {}
 
 

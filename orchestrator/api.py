@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from orchestrator import sweep_file
 from orchestrator.results_db import EXPORT_FORMATS, ResultsDB
@@ -25,28 +26,28 @@ def run_sweep(path: str | Path, results_dir: str | Path = DEFAULT_RESULTS, addre
               num_cpus: int | None = None, progress: bool | None = None, report: bool = True,
               cache_dir: str | Path | None = None, retry_failed: bool = False):
     """Runs (or resumes) the sweep in `path`; returns the `fanout.RunResult` (`.run_id`)."""
-    sweep = load_sweep(path)
-    from orchestrator import fanout
-    result = fanout.run(sweep, results_dir, address=address, num_cpus=num_cpus, progress=progress,
-                        cache_dir=cache_dir, retry_failed=retry_failed)
-    if report:
-        write_report(result.run_id, results_dir)
-    return result
+    return run_sweeps([path], results_dir, address, num_cpus, progress, report, cache_dir, retry_failed)[0]
 
 
-def run_sweeps(paths: list[str | Path], results_dir: str | Path = DEFAULT_RESULTS, address: str | None = None,
-               num_cpus: int | None = None, progress: bool | None = None, report: bool = True) -> list:
-    """Runs several sweep files one after another on one Ray connection (`fanout.session`): the
-    later sweeps reuse build workers that have already imported TensorFlow. Every file is checked
-    before any work starts. Returns their `fanout.RunResult`s."""
-    sweeps = [load_sweep(p) for p in paths]
+def run_sweeps(sweeps: list, results_dir: str | Path = DEFAULT_RESULTS, address: str | None = None,
+               num_cpus: int | None = None, progress: bool | None = None, report: bool = True,
+               cache_dir: str | Path | None = None, retry_failed: bool = False,
+               on_result: Callable | None = None) -> list:
+    """Runs (or resumes) several sweeps, given as files or loaded `Sweep`s, one after another on
+    one Ray connection (`fanout.Session`): the later sweeps reuse build workers that have already
+    imported TensorFlow. Every file is checked before any work starts. `on_result` is called with
+    each sweep's `fanout.RunResult` as it ends; returns them all."""
+    sweeps = [s if isinstance(s, sweep_file.Sweep) else load_sweep(s) for s in sweeps]
     from orchestrator import fanout
     out = []
-    with fanout.session(sweeps, address=address, num_cpus=num_cpus):
+    with fanout.Session(sweeps, address=address, num_cpus=num_cpus) as session:
         for sweep in sweeps:
-            out.append(fanout.run(sweep, results_dir, address=address, num_cpus=num_cpus, progress=progress))
+            out.append(fanout.run(sweep, results_dir, progress=progress, cache_dir=cache_dir,
+                                  retry_failed=retry_failed, session=session))
             if report:
                 write_report(out[-1].run_id, results_dir)
+            if on_result is not None:
+                on_result(out[-1])
     return out
 
 

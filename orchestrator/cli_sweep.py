@@ -39,18 +39,19 @@ def _sweep_run(args) -> int:
     except SweepFileError as e:
         raise _user_error(str(e)) from None
     from orchestrator import fanout
-    sweep = sweeps[0]
+    done = []
+
+    def ended(result) -> None:
+        _summary(result, args.results)
+        done.append(result)
     try:
-        with fanout.session(sweeps, address=args.address, num_cpus=args.num_cpus):
-            for sweep in sweeps:
-                result = fanout.run(sweep, args.results, address=args.address, num_cpus=args.num_cpus,
-                                    retry_failed=args.retry_failed)
-                _summary(result, args.results)
+        api.run_sweeps(sweeps, args.results, address=args.address, num_cpus=args.num_cpus, report=False,
+                       retry_failed=args.retry_failed, on_result=ended)
     except fanout.SweepError as e:
         raise _user_error(str(e)) from None
     except KeyboardInterrupt:
-        print(f"mvpfarm: sweep {sweep.run_id} interrupted; what was measured is kept. Run the same "
-              "command again to measure what is missing.", file=sys.stderr)
+        print(f"mvpfarm: sweep {sweeps[len(done)].run_id} interrupted; what was measured is kept. Run the "
+              "same command again to measure what is missing.", file=sys.stderr)
         return 130
     return 0
 

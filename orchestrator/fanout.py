@@ -4,7 +4,7 @@ Two kinds of task, each in its own worker pool (Ray keeps one pool per runtime e
 build tasks import TensorFlow and convert a variant; profile tasks run the simulator, which
 never imports TensorFlow, so a simulator worker starts in a fraction of a second. A build task
 hands its .tflite to the profile tasks through Ray's object store, not through the driver.
-Profile tasks hold no CPU slot (see `profile_task`); `session` keeps one Ray connection over
+Profile tasks hold no CPU slot (see `profile_task`); a `Session` keeps one Ray connection over
 several sweeps, so that the later ones reuse build workers that have imported TensorFlow.
 
 Board targets (`kind = "board"`) go to a `device_agents.fleet.Fleet` per board kind: the
@@ -32,7 +32,6 @@ import os
 import queue
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -87,18 +86,26 @@ def connect(address: str | None = None, num_cpus: int | None = None, resources: 
     return True
 
 
-@contextmanager
-def session(sweeps: list[Sweep], address: str | None = None, num_cpus: int | None = None):
+class Session:
     """One Ray connection for several sweeps (a nightly suite, a script's loop). Ray keeps a job's
     idle workers, so the sweeps after the first find build workers that have already imported
-    TensorFlow (a few seconds per worker) and simulator workers that are already up. A local Ray
-    offers the virtual boards of every sweep's board targets."""
-    targets = [t for s in sweeps for t in s.targets if t.kind == "board"]
-    started = connect(address, num_cpus, resources=_virtual_board_resources(targets))
-    try:
-        yield
-    finally:
-        if started:
+    TensorFlow (a few seconds per worker) and simulator workers that are already up. Ray starts
+    with the first sweep that has work (one with nothing left to measure needs none), offering
+    the virtual boards of every sweep's board targets, and stops when the session ends."""
+
+    def __init__(self, sweeps: list[Sweep], address: str | None = None, num_cpus: int | None = None):
+        self.address, self.num_cpus = address, num_cpus
+        self.resources = _virtual_board_resources([t for s in sweeps for t in s.targets if t.kind == "board"])
+        self.started = False
+
+    def connect(self) -> None:
+        self.started |= connect(self.address, self.num_cpus, resources=self.resources)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.started:
             ray.shutdown()
 
 
@@ -198,10 +205,12 @@ class _Job:
 
 def run(sweep: Sweep, results_dir: str | Path = "results", address: str | None = None,
         num_cpus: int | None = None, cache_dir: str | Path | None = None,
-        progress: bool | None = None, retry_failed: bool = False, board_config=None) -> RunResult:
+        progress: bool | None = None, retry_failed: bool = False, board_config=None,
+        session: Session | None = None) -> RunResult:
     """Runs the sweep's missing measurements (all of them on the first run); with `retry_failed`
     the failed ones too (e.g. after a simulator fix). `board_config` (a
-    `device_agents.agent.AgentConfig`) replaces the agents' timeouts of virtual boards."""
+    `device_agents.agent.AgentConfig`) replaces the agents' timeouts of virtual boards. In a
+    `session`, the session's Ray connection is used and outlives the run."""
     results_dir = Path(results_dir)
     cache_dir = str(Path(cache_dir) if cache_dir else results_dir / "cache")
     variants = expand(sweep.tips, sweep.mode)
@@ -225,7 +234,11 @@ def run(sweep: Sweep, results_dir: str | Path = "results", address: str | None =
             db.set_status(sweep.run_id, "finished")
             return result
         board_targets = list({t.key: t for j in jobs for t in j.targets if t.kind == "board"}.values())
-        started = connect(address, num_cpus, resources=_virtual_board_resources(board_targets))
+        if session is not None:
+            session.connect()
+            started = False
+        else:
+            started = connect(address, num_cpus, resources=_virtual_board_resources(board_targets))
         t0 = time.perf_counter()
         fleets: dict = {}
         run_started = False

@@ -280,10 +280,10 @@ def nightly_sweep(entry: SweepEntry, nightly_id: str, stamp: str):
     return parse_sweep(data, entry.path, entry.text, hashlib.sha256((entry.text + nightly_id).encode()).hexdigest())
 
 
-def run_sweep_entry(entry: SweepEntry, sweep, results_dir: Path, address: str | None, num_cpus: int | None) -> str:
+def run_sweep_entry(entry: SweepEntry, sweep, results_dir: Path, session) -> str:
     from orchestrator import api, fanout
     try:
-        result = fanout.run(sweep, results_dir, address=address, num_cpus=num_cpus, progress=False)
+        result = fanout.run(sweep, results_dir, progress=False, session=session)
     except fanout.SweepError as e:
         raise NightlyError(f"sweep {entry.name}: {e}") from None
     try:
@@ -428,9 +428,9 @@ def measure(suite: Suite, results_dir: Path, nightly_id: str, stamp: str, addres
     if suite.sweeps:
         from orchestrator import fanout
         sweeps = [nightly_sweep(entry, nightly_id, stamp) for entry in suite.sweeps]
-        with fanout.session(sweeps, address, num_cpus):        # TensorFlow imported once per worker
+        with fanout.Session(sweeps, address, num_cpus) as session:    # TensorFlow imported once per worker
             for entry, sweep in zip(suite.sweeps, sweeps):
-                run_ids[entry.name] = run_sweep_entry(entry, sweep, results_dir, address, num_cpus)
+                run_ids[entry.name] = run_sweep_entry(entry, sweep, results_dir, session)
     boards_ran = False
     with ResultsDB(results_dir) as db:
         for entry in suite.models:

@@ -40,6 +40,12 @@ def test_later_sweeps_are_built_by_the_first_sweeps_workers(tmp_path):
     assert (first.n_built, first.n_cached) == (2, 0) and (second.n_built, second.n_cached) == (1, 1)  # one base
     # one CPU, one build worker: the second sweep's build ran in the process the first one started
     assert len(first.build_pids) == 1 and second.build_pids == first.build_pids
+    # again: nothing left to measure, so the session starts no Ray for it
+    import ray
+    ray_up = []
+    again = api.run_sweeps(_files(tmp_path), tmp_path / "results", num_cpus=1, progress=False, report=False,
+                           on_result=lambda r: ray_up.append(ray.is_initialized()))
+    assert [(r.n_skipped, r.counts.total) for r in again] == [(2, 0), (2, 0)] and ray_up == [False, False]
     with sqlite3.connect(tmp_path / "results" / "mvpfarm.sqlite") as con:
         rows = con.execute("SELECT r.name, m.variant, m.status FROM measurements m JOIN runs r USING (run_id) "
                            "ORDER BY r.name, m.variant").fetchall()

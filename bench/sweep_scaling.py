@@ -68,9 +68,8 @@ accelerator = "mvp"
 
 
 def _pool_worker_init() -> None:
-    # the same settings the sweep's build workers get (orchestrator.fanout._worker_env)
-    os.environ.update(MVPFARM_WORKER="build", TF_CPP_MIN_LOG_LEVEL="3", TF_NUM_INTRAOP_THREADS="1",
-                      TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1")
+    from orchestrator import build
+    os.environ.update(build.WORKER_ENV)          # what the sweep's build workers start with
     # the converter's C++ chatter, which Ray's workers keep out of the terminal too
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)

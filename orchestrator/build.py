@@ -25,6 +25,13 @@ CONVERTER_SETTINGS = {"version": 1, "batch": 1, "weights": "int8", "activations"
                       "output": "int8", "ops": "TFLITE_BUILTINS_INT8"}
 
 
+# The environment a build worker process starts with. One worker per core: a conversion that
+# spread over every core would only contend with the other workers' (TensorFlow reads these when
+# it starts in the process).
+WORKER_ENV = {"MVPFARM_WORKER": "build", "TF_CPP_MIN_LOG_LEVEL": "3", "TF_NUM_INTRAOP_THREADS": "1",
+              "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
 class BuildError(Exception):
     """A variant that cannot be built or converted; the message is one line."""
 

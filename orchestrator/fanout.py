@@ -127,13 +127,7 @@ def worker_soft_limit(n_cpus: int) -> int:
 
 
 def _worker_env(role: str) -> dict:
-    env = {"MVPFARM_WORKER": role}
-    if role == "build":
-        env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-        # one worker per core: a conversion that spread over every core would only contend with
-        # the other workers' (TensorFlow reads these when it starts in the worker)
-        env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1")
-    return {"env_vars": env}
+    return {"env_vars": dict(build.WORKER_ENV) if role == "build" else {"MVPFARM_WORKER": role}}
 
 
 @ray.remote(num_cpus=1, max_retries=MAX_RETRIES, runtime_env=_worker_env("build"))

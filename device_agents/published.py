@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from simulator.errors import ModelError
+from simulator.hardware import CLOCK_HZ
 from simulator.record import LayerRecord, ModelInfo, ProfileRecord, Summary, Target, TensorInfo
 
 SOURCE = "device"
@@ -28,7 +29,7 @@ def report_to_record(name: str, report: dict, board: str = "published", sha256: 
     """One vendor report -> ProfileRecord(source="device"). Raises ModelError naming a missing key."""
     try:
         s = report["summary"]
-        clock_hz = int(s.get("Clock Rate (hz)", 78e6))
+        clock_hz = int(s.get("Clock Rate (hz)", CLOCK_HZ))
         layers = []
         for L in report["layers"]:
             acc = int(L["Acc Cycles"])

@@ -28,6 +28,7 @@ import numpy as np
 
 from device_agents import protocol as P
 from device_agents.silicon_model import ModelTruth, SiliconModel, SiliconParams
+from simulator import hardware
 from simulator.errors import ModelError
 
 try:  # TFLite builtin operator codes for LAYER.opcode
@@ -52,9 +53,9 @@ def _tensor_bytes(t) -> int:
 class BoardKind:
     """A board as data: the chip's memories and what the firmware leaves for models."""
     name: str
-    clock_hz: int = 78_000_000
-    ram_bytes: int = 256 * KB
-    flash_bytes: int = 1536 * KB
+    clock_hz: int = hardware.CLOCK_HZ
+    ram_bytes: int = hardware.RAM_BYTES
+    flash_bytes: int = hardware.FLASH_BYTES
     firmware_ram_bytes: int = 16 * KB       # stacks, heap and buffers of the firmware itself
     firmware_flash_bytes: int = 256 * KB    # the firmware image
 

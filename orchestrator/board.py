@@ -1,8 +1,9 @@
 """The board a sweep targets: the EFR32xG24's memory, as the checks a variant must pass."""
 from __future__ import annotations
 
-RAM_BYTES = 262_144          # 256 KB SRAM (EFR32MG24 device header)
-FLASH_BYTES = 1_572_864      # 1536 KB flash
+from simulator.hardware import FLASH_BYTES, RAM_BYTES
+
+KB = 1024
 
 
 def too_large(flash_bytes: int, ram_bytes: int) -> str | None:
@@ -10,7 +11,7 @@ def too_large(flash_bytes: int, ram_bytes: int) -> str | None:
     upper bound: the application needs some of both too."""
     problems = []
     if ram_bytes > RAM_BYTES:
-        problems.append(f"RAM {ram_bytes} B > {RAM_BYTES} B (256 KB)")
+        problems.append(f"RAM {ram_bytes} B > {RAM_BYTES} B ({RAM_BYTES // KB} KB)")
     if flash_bytes > FLASH_BYTES:
-        problems.append(f"flash {flash_bytes} B > {FLASH_BYTES} B (1536 KB)")
+        problems.append(f"flash {flash_bytes} B > {FLASH_BYTES} B ({FLASH_BYTES // KB} KB)")
     return "too large for the board: " + ", ".join(problems) if problems else None

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from simulator.hardware import ACCELERATORS, CLOCK_HZ
+
 EXIT_USAGE = 2
 
 
@@ -88,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "flatbuffer size), RAM (the TFLite Micro tensor arena), ops and MACs, which layers run "
                     "on the MVP accelerator (and why not), accelerator and CPU cycles, and latency.")
     prof.add_argument("models", nargs="+", metavar="MODEL", help="a .tflite file (several may be given)")
-    prof.add_argument("--accelerator", choices=("mvp", "none"), default="mvp",
+    prof.add_argument("--accelerator", choices=ACCELERATORS, default="mvp",
                       help="mvp: layers the MVP can run use its kernels (default); none: every layer on "
                            "the Cortex-M33 (CMSIS-NN / reference kernels)")
     prof.add_argument("--timing", default="board", metavar="NAME",
@@ -101,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="table: summary and per-layer table like the vendor's profiler (default); json: "
                            "the profile record (one object, or a list for several models); csv: one row "
                            "per layer")
-    prof.add_argument("--clock-hz", type=int, default=78_000_000, metavar="HZ",
+    prof.add_argument("--clock-hz", type=int, default=CLOCK_HZ, metavar="HZ",
                       help="CPU and MVP clock for latency (default: %(default)s, the EFR32xG24 with radio)")
     prof.add_argument("--execute", action="store_true",
                       help="also run the model in the emulator (MVP programs in binary16, TFLM-exact int8 "
@@ -119,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "kernels. Inputs are drawn like the vendor oracle's: numpy default_rng(SEED), int8 inputs "
                     "uniform in [-128, 127], float32 inputs uniform in [0, 1).")
     emu.add_argument("model", metavar="MODEL", help="a .tflite file")
-    emu.add_argument("--accelerator", choices=("mvp", "none"), default="mvp",
+    emu.add_argument("--accelerator", choices=ACCELERATORS, default="mvp",
                      help="mvp: MVP layers as MVP programs (default); none: the reference-kernel build")
     emu.add_argument("--seed", type=int, default=0, help="input seed (default: %(default)s)")
     emu.add_argument("--count", type=int, default=3, help="number of inputs (default: %(default)s)")

@@ -44,6 +44,7 @@ from orchestrator.compare import CompareError, CorruptResults, html_page, html_t
 from orchestrator.results_db import DB_NAME, ResultsDB
 from orchestrator.sweep_file import ACCELERATORS, SweepFileError, TargetSpec
 from orchestrator.sweep_file import parse as parse_sweep
+from simulator.hardware import CLOCK_HZ
 
 EXIT_OK, EXIT_REGRESSED, EXIT_UNUSABLE = 0, 1, 2
 TREND_NIGHTS = 14
@@ -180,7 +181,7 @@ def load_suite(path: str | Path) -> Suite:
             problem = _timing_problem(timing)
             if problem:
                 fail(f"{tw}.timing", problem)
-            clock = t.get("clock_hz", 78_000_000)
+            clock = t.get("clock_hz", CLOCK_HZ)
             if isinstance(clock, bool) or not isinstance(clock, int) or clock <= 0:
                 fail(f"{tw}.clock_hz", f"{clock!r} is not a positive whole number of Hz")
             targets.append(TargetSpec("simulator", acc, timing, clock))

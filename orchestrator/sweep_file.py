@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import bases, tips
+from simulator.hardware import ACCELERATORS, CLOCK_HZ
 from simulator.profiler import DEFAULT_TIMING
 
 MODES = ("one-at-a-time", "grid")
 TARGET_KINDS = ("simulator", "board")
-ACCELERATORS = ("mvp", "none")
 BOARD_DEFAULT = "brd2601b"
 BOARD_TIMING = "measured"      # board rows' timing: the board's own counters (device_record.DEVICE_TIMING)
 MAX_VIRTUAL_BOARDS = 16
@@ -55,7 +55,7 @@ class TargetSpec:
     kind: str = "simulator"
     accelerator: str = "mvp"
     timing: str = DEFAULT_TIMING
-    clock_hz: int = 78_000_000
+    clock_hz: int = CLOCK_HZ
     # board targets only
     board: str | None = None            # the kind of board, e.g. "brd2601b"
     repeats: int = 3
@@ -246,7 +246,7 @@ def _targets(table, fail) -> list[TargetSpec]:
         problem = _timing_problem(timing)
         if problem:
             fail(f"{where}.timing", problem)
-        clock = t.get("clock_hz", 78_000_000)
+        clock = t.get("clock_hz", CLOCK_HZ)
         if isinstance(clock, bool) or not isinstance(clock, int) or clock <= 0:
             fail(f"{where}.clock_hz", f"{clock!r} is not a positive whole number of Hz")
         spec = TargetSpec(kind, acc, timing, clock)
@@ -289,7 +289,7 @@ def _board_target(t: dict, where: str, fail) -> TargetSpec:
         Faults.parse_per_board(faults, max(virtual, 1))
     except ValueError as e:
         fail(f"{where}.faults", str(e))
-    return TargetSpec("board", acc, BOARD_TIMING, 78_000_000, board=board, repeats=repeats, warmup=warmup,
+    return TargetSpec("board", acc, BOARD_TIMING, CLOCK_HZ, board=board, repeats=repeats, warmup=warmup,
                       virtual=virtual, faults=tuple(faults))
 
 

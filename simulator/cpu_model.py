@@ -14,9 +14,10 @@ from typing import Callable
 
 import numpy as np
 
+from simulator import hardware
 from simulator.graph import Graph, Operator
 
-HARDWARE_DIR = Path(__file__).with_name("hardware")
+HARDWARE_DIR = hardware.HARDWARE_DIR
 DEFAULT_PARAMS_NAME = "cortex_m33_cpu"
 PARAMS_PATH = HARDWARE_DIR / f"{DEFAULT_PARAMS_NAME}.json"
 POOLED_MVP_KEY = "*/mvp"  # coefficients shared by MVP kernels that have none of their own

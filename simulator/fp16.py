@@ -15,7 +15,9 @@ import math
 import numpy as np
 from numba import njit
 
-F16_MAX = 65504.0
+from simulator.hardware import MVP
+
+F16_MAX = MVP.fp16_max
 F16_MIN_NORMAL = 2.0 ** -14
 F16_SUBNORMAL_STEP = 2.0 ** -24
 

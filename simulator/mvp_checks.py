@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from simulator.hardware import MVP
 from simulator.mvp_program import violations
 
-FP16_MAX = 65504.0
-ACCUMULATOR_SCALER = 2.0 ** -15
-MAX_COLUMN_LENGTH = 1024
-MAX_STRIDE = 2047
+FP16_MAX = MVP.fp16_max
+ACCUMULATOR_SCALER = 2.0 ** -15       # the kernels' fixed-point scaling of int32 accumulators into fp16
+MAX_COLUMN_LENGTH = MVP.dim_size_max
+MAX_STRIDE = MVP.dim_stride_max
 FACTOR_PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31)
 HW_LIMITS = "Hardware limits exceeded"  # what the kernels' is_supported adds after a program builder's own message
 

@@ -13,14 +13,12 @@ stall-free timing model needs.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
-HARDWARE_DIR = Path(__file__).parent / "hardware"
+from simulator.hardware import MVP, MvpLimits
 
 # ALU operation codes (9-bit ALUOP field) of the operations the SDK kernels use
 ALU_OPS = {
@@ -28,20 +26,14 @@ ALU_OPS = {
     "MULC": 0x18D, "MULR2A": 0x197, "SQRMAGC2": 0x19D, "MACC": 0x1CD, "AACC": 0x1CE,
     "MAXAC2": 0x1D3, "CLIP2A": 0x1D5, "MACR2A": 0x1D7,
 }
-BASETYPES = ("uint8", "int8", "binary16")
+BASETYPES = MVP.basetypes
 VEC, ROW, COL = 0, 1, 2  # DIM0, DIM1, DIM2
-
-
-@lru_cache(maxsize=None)
-def load_hardware(name: str = "efr32xg24") -> dict:
-    """Hardware parameters (limits, clock, memory sizes) from simulator/hardware/NAME.json."""
-    return json.loads((HARDWARE_DIR / f"{name}.json").read_text())
 
 
 @dataclass(frozen=True)
 class Dim:
-    size: int    # 1..1024 elements
-    stride: int  # -2048..2047 elements (of the array's element size)
+    size: int    # 1..MVP.dim_size_max elements
+    stride: int  # MVP.dim_stride_min..MVP.dim_stride_max elements (of the array's element size)
 
 
 @dataclass(frozen=True)
@@ -122,7 +114,7 @@ class ProgramBuilder:
     def __init__(self, kind: str):
         self.kind = kind
         self.registers: dict[int, tuple[float, float]] = {}
-        self.arrays: list[Array | None] = [None] * 5
+        self.arrays: list[Array | None] = [None] * MVP.n_arrays
         self.instructions: list[Instruction] = []
         self._loops: list[dict] = []
         self._open: list[int] = []
@@ -174,30 +166,29 @@ class ProgramBuilder:
         return Program(self.kind, regs, tuple(self.arrays), loops, tuple(instrs))
 
 
-def violations(program: Program, hw: dict | None = None) -> list[str]:
+def violations(program: Program, limits: MvpLimits = MVP) -> list[str]:
     """Every way the program breaks the MVP's encoding limits (empty when it fits)."""
-    mvp = (hw or load_hardware())["mvp"]
     out = []
-    if len(program.instructions) > mvp["n_instructions"]:
-        out.append(f"{len(program.instructions)} instructions > {mvp['n_instructions']}")
-    if len(program.loops) > mvp["n_loops"]:
-        out.append(f"{len(program.loops)} loops > {mvp['n_loops']}")
+    if len(program.instructions) > limits.n_instructions:
+        out.append(f"{len(program.instructions)} instructions > {limits.n_instructions}")
+    if len(program.loops) > limits.n_loops:
+        out.append(f"{len(program.loops)} loops > {limits.n_loops}")
     for k, arr in enumerate(program.arrays):
         if arr is None:
             continue
         for d, dim in enumerate(arr.dims):
-            if not 1 <= dim.size <= mvp["dim_size_max"]:
-                out.append(f"array {k} dim {d} size {dim.size} outside 1..{mvp['dim_size_max']}")
-            if not mvp["dim_stride_min"] <= dim.stride <= mvp["dim_stride_max"]:
+            if not 1 <= dim.size <= limits.dim_size_max:
+                out.append(f"array {k} dim {d} size {dim.size} outside 1..{limits.dim_size_max}")
+            if not limits.dim_stride_min <= dim.stride <= limits.dim_stride_max:
                 out.append(f"array {k} dim {d} stride {dim.stride} outside "
-                           f"{mvp['dim_stride_min']}..{mvp['dim_stride_max']}")
+                           f"{limits.dim_stride_min}..{limits.dim_stride_max}")
     for k, loop in enumerate(program.loops):
-        if not 1 <= loop.iterations <= mvp["loop_iterations_max"]:
-            out.append(f"loop {k} iterations {loop.iterations} outside 1..{mvp['loop_iterations_max']}")
+        if not 1 <= loop.iterations <= limits.loop_iterations_max:
+            out.append(f"loop {k} iterations {loop.iterations} outside 1..{limits.loop_iterations_max}")
         if not 0 <= loop.begin <= loop.end < len(program.instructions):
             out.append(f"loop {k} spans instructions {loop.begin}..{loop.end}")
     for r, _, _ in program.registers:
-        if not 0 <= r < mvp["n_registers"]:
+        if not 0 <= r < limits.n_registers:
             out.append(f"register R{r} does not exist")
     return out
 

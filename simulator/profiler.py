@@ -11,6 +11,7 @@ from pathlib import Path
 from simulator.counting import count_ops_macs
 from simulator.errors import ModelError
 from simulator.graph import Graph, Operator
+from simulator.hardware import ACCELERATORS
 from simulator.memory import plan_arena
 from simulator.mvp_kernels import LayerPlan, plan_layer
 from simulator.record import (CLOCK_HZ_DEFAULT, LayerRecord, ModelInfo, ProfileRecord, Summary,
@@ -18,7 +19,6 @@ from simulator.record import (CLOCK_HZ_DEFAULT, LayerRecord, ModelInfo, ProfileR
 from simulator.timing import load_timing_model
 from simulator.tflite_reader import read_model, read_model_file
 
-ACCELERATORS = ("mvp", "none")
 # The project's prediction of what a board measures; "vendor-sim" reproduces the vendor's simulator.
 DEFAULT_TIMING = "board"
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-CLOCK_HZ_DEFAULT = 78_000_000  # EFR32MG24 with the radio: the clock the vendor profiler assumes
+from simulator.hardware import CLOCK_HZ
+
+CLOCK_HZ_DEFAULT = CLOCK_HZ  # EFR32MG24 with the radio: the clock the vendor profiler assumes
 
 
 @dataclass

@@ -8,7 +8,8 @@ import pytest
 from conftest import DATA, oracle_ids, oracle_profiles
 from simulator import mvp_checks
 from simulator.mvp_kernels import LayerPlan, plan_layer
-from simulator.mvp_program import Dim, ProgramBuilder, load_hardware, violations
+from simulator.hardware import load_hardware
+from simulator.mvp_program import Dim, ProgramBuilder, violations
 from simulator.tflite_reader import read_model_file
 
 MVP_CASES = [c for c in oracle_profiles() if c[1] == "mvp"]

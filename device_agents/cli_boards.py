@@ -21,7 +21,7 @@ def _error(msg: str) -> int:
 
 def _parse_faults(specs: list[str], count: int):
     """`--fault [INDEX=]KIND[:VALUE]`: without INDEX the fault applies to every board."""
-    from device_agents.virtual_board import Faults
+    from device_agents.faults import Faults
     try:
         return Faults.parse_per_board(specs, count)
     except ValueError as e:
@@ -29,7 +29,8 @@ def _parse_faults(specs: list[str], count: int):
 
 
 def _emulate(args: argparse.Namespace) -> int:
-    from device_agents.virtual_board import BOARD_KINDS, emulate
+    from device_agents.board_kinds import BOARD_KINDS
+    from device_agents.virtual_board import emulate
     if args.count < 1:
         return _error("--count must be at least 1")
     if args.kind not in BOARD_KINDS:

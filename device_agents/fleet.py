@@ -99,7 +99,9 @@ def _virtual_fleet(kind: str, count: int, faults, seed: int, config: AgentConfig
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from device_agents.virtual_board import BOARD_KINDS, Faults, VirtualBoardHost
+    from device_agents.board_kinds import BOARD_KINDS
+    from device_agents.faults import Faults
+    from device_agents.virtual_host import VirtualBoardHost
     if kind not in BOARD_KINDS:
         raise NoBoards(f"no virtual board of kind {kind!r} (known: {', '.join(BOARD_KINDS)})")
     here = ray.get_runtime_context().get_node_id()

@@ -391,7 +391,7 @@ def _open_boards(suite: Suite, address: str | None, seed: int):
             pool, usable = found
             return _ClusterBoards(pool, kind), f"{len(usable)} board(s) of the cluster"
     if suite.boards.virtual:
-        from device_agents.virtual_board import BOARD_KINDS
+        from device_agents.board_kinds import BOARD_KINDS
         k = kind or "brd2601b"
         if k not in BOARD_KINDS:
             raise NightlyError(f"{suite.path}: boards.kind: no virtual board of kind {k!r} "

@@ -257,7 +257,8 @@ def _targets(table, fail) -> list[TargetSpec]:
 
 
 def _board_target(t: dict, where: str, fail) -> TargetSpec:
-    from device_agents.virtual_board import BOARD_KINDS, Faults
+    from device_agents.board_kinds import BOARD_KINDS
+    from device_agents.faults import Faults
     for k in t:
         if k not in _BOARD_KEYS:
             fail(f"{where}.{k}", f"unknown key for a board target (known: {', '.join(_BOARD_KEYS)})")

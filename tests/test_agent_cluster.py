@@ -29,7 +29,7 @@ def test_boards_on_two_nodes_are_scheduled_by_their_resource(cluster, zoo_dir, t
     import ray
     from device_agents.agent import AgentConfig
     from device_agents.pool import BoardPool, spawn_agent
-    from device_agents.virtual_board import VirtualBoardHost
+    from device_agents.virtual_host import VirtualBoardHost
     config = AgentConfig(exchange_timeout_s=1.0, profile_timeout_s=2.0, lock_dir=str(tmp_path / "locks"))
     Host = ray.remote(num_cpus=0)(VirtualBoardHost)
     hosts = [Host.options(resources={f"bench-host-{i}": 1}).remote(2, f"node{i}", time_scale=0.01)

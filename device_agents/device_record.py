@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 
-from simulator.record import CLOCK_HZ_DEFAULT, ModelInfo, ProfileRecord, Summary, Target
+from simulator.record import CLOCK_HZ_DEFAULT, MEASURED_TIMING, ModelInfo, ProfileRecord, Summary, Target
 
-DEVICE_TIMING = "measured"      # target.timing of device records: no model, the board's counters
+DEVICE_TIMING = MEASURED_TIMING  # target.timing of device records: no model, the board's counters
 
 
 @dataclass
@@ -42,17 +42,9 @@ def device_record(reference: ProfileRecord, layers: list[MeasuredLayer], arena_b
             latency_s=latency_s,
             ops=ref.ops if m.ops is None else int(m.ops),
             macs=ref.macs if m.macs is None else int(m.macs)))
-    summary = Summary(
-        flash_bytes=reference.summary.flash_bytes, ram_bytes=int(arena_bytes),
-        ops=sum(r.ops for r in rows), macs=sum(r.macs for r in rows), n_layers=len(rows),
-        n_unsupported=sum(1 for r in rows if r.reason is not None),
-        accelerator_cycles=sum(r.accelerator_cycles for r in rows),
-        cpu_cycles=sum(r.cpu_cycles for r in rows), latency_s=sum(r.latency_s for r in rows))
     return ProfileRecord(
-        model=reference.model,
-        target=Target(accelerator=accelerator, clock_hz=int(clock_hz), timing=DEVICE_TIMING,
-                      source="device", board=board_id),
-        summary=summary, layers=rows)
+        model=reference.model, target=Target.device(clock_hz, board_id, accelerator),
+        summary=Summary.of_layers(rows, reference.summary.flash_bytes, arena_bytes), layers=rows)
 
 
 def bare_model_info(name: str, tflite_bytes: bytes | None) -> ModelInfo:

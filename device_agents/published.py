@@ -14,8 +14,6 @@ from simulator.errors import ModelError
 from simulator.hardware import CLOCK_HZ
 from simulator.record import LayerRecord, ModelInfo, ProfileRecord, Summary, Target, TensorInfo
 
-SOURCE = "device"
-
 
 def _shape(s: str) -> list[int]:
     return [int(x) for x in s.split("x") if x.strip().isdigit()] if s else []
@@ -44,8 +42,8 @@ def report_to_record(name: str, report: dict, board: str = "published", sha256: 
             model=ModelInfo(name=name, sha256=sha256, flash_bytes=flash,
                             inputs=_tensors(s.get("Input Shape", ""), s.get("Input Data Type", "")),
                             outputs=_tensors(s.get("Output Shape", ""), s.get("Output Data Type", ""))),
-            target=Target(accelerator="mvp" if str(s.get("Accelerator", "")).lower() == "mvp" else "none",
-                          clock_hz=clock_hz, timing="measured", source=SOURCE, board=board),
+            target=Target.device(clock_hz, board,
+                                 accelerator="mvp" if str(s.get("Accelerator", "")).lower() == "mvp" else "none"),
             summary=Summary(
                 flash_bytes=flash, ram_bytes=int(s["RAM, Runtime Memory Size (bytes)"]),
                 ops=int(s["Operation Count"]), macs=int(s["Multiply-Accumulate Count"]),

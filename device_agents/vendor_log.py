@@ -186,14 +186,9 @@ def to_record(log: VendorLog, board_id: str | None, reference: ProfileRecord | N
                                 accelerator_cycles=m.accelerator_cycles, cpu_cycles=m.cpu_cycles,
                                 latency_s=latency))
     model = bare_model_info(name, tflite_bytes)
-    summary = Summary(flash_bytes=model.flash_bytes, ram_bytes=log.runtime_memory_bytes,
-                      ops=sum(r.ops for r in rows), macs=sum(r.macs for r in rows), n_layers=len(rows),
-                      n_unsupported=sum(1 for r in rows if r.reason is not None),
-                      accelerator_cycles=sum(r.accelerator_cycles for r in rows),
-                      cpu_cycles=sum(r.cpu_cycles for r in rows),
-                      latency_s=sum(r.latency_s for r in rows))
-    return ProfileRecord(model=model, target=Target("mvp", log.clock_hz, "measured", "device",
-                                                    board_id), summary=summary, layers=rows)
+    return ProfileRecord(model=model, target=Target.device(log.clock_hz, board_id),
+                         summary=Summary.of_layers(rows, model.flash_bytes, log.runtime_memory_bytes),
+                         layers=rows)
 
 
 def _camel(opcode: str) -> str:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from simulator.errors import ModelError
-from simulator.record import (CLOCK_HZ_DEFAULT, LayerRecord, ModelInfo, ProfileRecord, Summary,
+from simulator.record import (CLOCK_HZ_DEFAULT, DEVICE_SOURCE, LayerRecord, ModelInfo, ProfileRecord, Summary,
                               Target)
 
 MODEL_METRICS = ("ram_bytes", "accelerator_cycles", "cpu_cycles", "latency_s")
@@ -39,7 +39,7 @@ THRESHOLD_PCT = 20.0
 # the opcode bias and the scatter plot
 MIN_LAYER_SHARE = 0.01
 N_WORST = 10
-DEVICE = "device"
+DEVICE = DEVICE_SOURCE
 DEFAULT_SIM_TARGET = "simulator/mvp/board"
 
 
@@ -500,12 +500,8 @@ def load_csv(path: str | Path, board: str = "published") -> dict[str, ProfileRec
             raise CompareError(f"{p}: model {name}: layer indices are not 0..{len(layers) - 1}")
         out[name] = ProfileRecord(
             model=ModelInfo(name, "", int(m["flash"]), [], []),
-            target=Target("mvp", int(m["clock"]), "measured", DEVICE, board),
-            summary=Summary(flash_bytes=int(m["flash"]), ram_bytes=int(m["ram"]), ops=sum(L.ops for L in layers),
-                            macs=sum(L.macs for L in layers), n_layers=len(layers), n_unsupported=0,
-                            accelerator_cycles=sum(L.accelerator_cycles for L in layers),
-                            cpu_cycles=sum(L.cpu_cycles for L in layers),
-                            latency_s=sum(L.latency_s for L in layers)),
+            target=Target.device(int(m["clock"]), board),
+            summary=Summary.of_layers(layers, int(m["flash"]), int(m["ram"]), n_unsupported=0),
             layers=layers)
     return out
 
@@ -636,10 +632,7 @@ def median_record(records: list[ProfileRecord]) -> ProfileRecord:
         cpu = int(statistics.median(r.layers[i].cpu_cycles for r in records))
         lat = float(statistics.median(r.layers[i].latency_s for r in records))
         layers.append(replace(L, accelerator_cycles=acc, cpu_cycles=cpu, latency_s=lat))
-    s = first.summary
-    summary = replace(s, accelerator_cycles=sum(L.accelerator_cycles for L in layers),
-                      cpu_cycles=sum(L.cpu_cycles for L in layers), latency_s=sum(L.latency_s for L in layers))
-    return replace(first, layers=layers, summary=summary)
+    return replace(first, layers=layers, summary=first.summary.retimed(layers))
 
 
 def records_from_run(results_dir: str | Path, run: str, measured: bool,

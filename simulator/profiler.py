@@ -87,15 +87,10 @@ def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = DEFAULT_
             options=dict(op.options), ram_bytes=int(kernel_bytes), note=plan.note,
         ))
 
-    summary = Summary(
-        flash_bytes=graph.flash_bytes, ram_bytes=int(arena.ram_bytes),
-        ops=sum(L.ops for L in layers), macs=sum(L.macs for L in layers), n_layers=len(layers),
+    summary = Summary.of_layers(
+        layers, flash_bytes=graph.flash_bytes, ram_bytes=int(arena.ram_bytes),
         # like the vendor's count: layers with an MVP kernel that this instance could not use
-        n_unsupported=sum(1 for L, p in zip(layers, plans) if p.has_mvp_kernel and not p.supported),
-        accelerator_cycles=sum(L.accelerator_cycles for L in layers),
-        cpu_cycles=sum(L.cpu_cycles for L in layers),
-        latency_s=sum(L.latency_s for L in layers),
-    )
+        n_unsupported=sum(1 for p in plans if p.has_mvp_kernel and not p.supported))
     return ProfileRecord(
         model=ModelInfo(graph.name, graph.sha256, graph.flash_bytes,
                         _tensor_info(graph, graph.inputs), _tensor_info(graph, graph.outputs)),

@@ -8,11 +8,14 @@ contract read by other tools and the nightly checks: field names do not change.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Iterable
 
 from simulator.hardware import CLOCK_HZ
 
 CLOCK_HZ_DEFAULT = CLOCK_HZ  # EFR32MG24 with the radio: the clock the vendor profiler assumes
+DEVICE_SOURCE = "device"     # target.source of records a board measured
+MEASURED_TIMING = "measured"  # target.timing of device records: no model, the board's counters
 
 
 @dataclass
@@ -63,6 +66,12 @@ class Target:
     source: str                     # "simulator", "emulator" or "device"
     board: str | None = None        # the board that measured it, for device records
 
+    @classmethod
+    def device(cls, clock_hz: int, board: str | None, accelerator: str = "mvp") -> "Target":
+        """The target of a record a board measured (timing "measured", source "device")."""
+        return cls(accelerator=accelerator, clock_hz=int(clock_hz), timing=MEASURED_TIMING,
+                   source=DEVICE_SOURCE, board=board)
+
 
 @dataclass
 class Summary:
@@ -75,6 +84,30 @@ class Summary:
     accelerator_cycles: int
     cpu_cycles: int
     latency_s: float
+
+    @classmethod
+    def of_layers(cls, layers: Iterable[LayerRecord], flash_bytes: int, ram_bytes: int,
+                  n_unsupported: int | None = None) -> "Summary":
+        """The summary of a model from its layers: ops, MACs, cycles and latency are the layers'
+        sums. n_unsupported defaults to the layers that give a reason for not running on the
+        accelerator (a device's count); the profiler passes the vendor's count."""
+        layers = list(layers)
+        if n_unsupported is None:
+            n_unsupported = sum(1 for L in layers if L.reason is not None)
+        return cls(flash_bytes=int(flash_bytes), ram_bytes=int(ram_bytes), n_layers=len(layers),
+                   n_unsupported=int(n_unsupported), **_layer_sums(layers, ("ops", "macs")),
+                   **_layer_sums(layers, TIMED_FIELDS))
+
+    def retimed(self, layers: Iterable[LayerRecord]) -> "Summary":
+        """This summary with cycles and latency summed again from (re-measured) layers."""
+        return replace(self, **_layer_sums(list(layers), TIMED_FIELDS))
+
+
+TIMED_FIELDS = ("accelerator_cycles", "cpu_cycles", "latency_s")
+
+
+def _layer_sums(layers: list[LayerRecord], fields: tuple[str, ...]) -> dict:
+    return {f: sum(getattr(L, f) for L in layers) for f in fields}
 
 
 @dataclass

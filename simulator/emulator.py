@@ -206,6 +206,40 @@ def run_model(model: Graph | bytes, inputs, accelerator: str = "none", compare_r
     return EmulationResult(outputs=outputs, layers=layers)
 
 
+def emulate_batch(model: Graph | bytes, x, accelerator: str = "none"):
+    """Runs a batch of samples; the same bits as running them one at a time.
+
+    `model`: .tflite bytes or a parsed `graph.Graph`. `x`: one array per model input (or a single
+    array for a one-input model) whose first axis is the sample axis; each sample holds the
+    input tensor's elements in any shape of that size (e.g. (N, 49, 10, 1) or (N, 1, 49, 10, 1)
+    for a 1x49x10x1 input), in the input's dtype (int8 inputs take already quantized values).
+    Returns, like Keras' `predict`, one array for a one-output model, else a list: each array is
+    (N, *output_shape) with a leading 1 of the output shape dropped (a 1x10 output gives (N, 10)).
+    Raises `ModelError` naming the operator for a model the emulator cannot run."""
+    graph = model if isinstance(model, Graph) else read_model(bytes(model))
+    compiled = compile_model(graph, accelerator)
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    if len(xs) != len(graph.inputs):
+        raise ModelError(f"{graph.name}: model takes {len(graph.inputs)} inputs, got {len(xs)}")
+    xs = [np.asarray(a) for a in xs]
+    n = xs[0].shape[0] if xs[0].ndim else 0
+    for ti, a in zip(graph.inputs, xs):
+        t = graph.tensors[ti]
+        if a.ndim == 0 or a.shape[0] != n or a.size != n * t.n_elements:
+            raise ModelError(f"{graph.name}: input {t.name!r} needs N samples of {t.n_elements} "
+                             f"elements ({'x'.join(map(str, t.shape))}), got shape {a.shape}")
+    outs = []
+    for i in graph.outputs:
+        shape = tuple(graph.tensors[i].shape)
+        sample = shape[1:] if len(shape) >= 2 and shape[0] == 1 else shape
+        outs.append(np.empty((n,) + sample, dtype=_NP.get(graph.tensors[i].dtype, np.float32)))
+    for k in range(n):
+        ys = compiled.run([a[k] for a in xs])
+        for out, y in zip(outs, ys):
+            out[k] = y.reshape(out.shape[1:])
+    return outs[0] if len(outs) == 1 else outs
+
+
 def emulate_profile(model: str | Path | bytes, accelerator: str = "mvp", timing=DEFAULT_TIMING,
                     seed: int = 0, count: int = 1) -> dict:
     """What the emulator adds to a profile (`mvpfarm profile --execute`): per layer the
@@ -822,5 +856,5 @@ _BUILDERS = {
     "leaky_relu": _build_leaky_relu,
 }
 
-__all__ = ["run_model", "emulate_file", "emulate_profile", "compile_model", "draw_inputs",
+__all__ = ["run_model", "emulate_batch", "emulate_file", "emulate_profile", "compile_model", "draw_inputs",
            "EmulationResult", "CompiledModel", "ACCELERATORS"]

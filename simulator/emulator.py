@@ -372,10 +372,14 @@ def _fold_constant(graph: Graph, op: Operator, constants: dict) -> bool:
         return False
     ins = [constants[i] if i >= 0 else None for i in op.inputs]
     out_t = graph.tensors[op.outputs[0]]
-    result = _FOLDABLE[op.opcode](op, ins, out_t)
-    if result is None:
-        return False
-    constants[op.outputs[0]] = np.asarray(result).astype(_NP.get(out_t.dtype, np.int32)).reshape(out_t.shape)
+    try:
+        result = _FOLDABLE[op.opcode](op, ins, out_t)
+        if result is None:
+            return False
+        constants[op.outputs[0]] = np.asarray(result).astype(_NP.get(out_t.dtype, np.int32)).reshape(out_t.shape)
+    except (ValueError, IndexError, TypeError, OverflowError) as e:    # constants a corrupt file made up
+        raise _err(graph, op, f"its constant inputs do not give its output {list(out_t.shape)} "
+                              f"({str(e).splitlines()[0][:120]})") from None
     return True
 
 

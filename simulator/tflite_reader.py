@@ -20,6 +20,7 @@ from tflite.TensorType import TensorType
 
 from simulator.errors import ModelError
 from simulator.graph import Graph, Operator, Tensor
+from simulator.model_checks import check_buffer, check_graph, check_quantization, check_tensor_size
 
 # A dimension or element count beyond these cannot be a model for a 256 KB microcontroller; they
 # only come from corrupt files, and bounding them keeps every later computation cheap.
@@ -134,13 +135,15 @@ def _read(data: bytes, name: str, where: str) -> Graph:
         ))
     b.length(sg.InputsLength(), "subgraph inputs")
     b.length(sg.OutputsLength(), "subgraph outputs")
-    return Graph(
+    graph = Graph(
         name=name, sha256=hashlib.sha256(data).hexdigest(), flash_bytes=len(data),
         tensors=tensors, operators=operators,
         inputs=indices(sg.InputsAsNumpy(), "subgraph inputs"),
         outputs=indices(sg.OutputsAsNumpy(), "subgraph outputs"),
         n_subgraphs=n_sub,
     )
+    check_graph(graph, where)
+    return graph
 
 
 def _read_tensor(model, t, i: int, n_buffers: int, b: _Bounds) -> Tensor:
@@ -154,18 +157,21 @@ def _read_tensor(model, t, i: int, n_buffers: int, b: _Bounds) -> Tensor:
     if total > MAX_ELEMENTS:
         raise ModelError(f"{b.where}: tensor {i} has {total} elements, more than any model can hold")
     dtype = _DTYPE_NAMES.get(t.Type(), f"type_{t.Type()}")
+    buf_idx = t.Buffer()
+    has_data = 0 < buf_idx < n_buffers and model.Buffers(buf_idx).DataLength() > 0
+    check_tensor_size(b.where, i, shape, dtype, constant=has_data)
     raw_name = t.Name()
     tname = raw_name.decode("utf-8", "replace") if raw_name else f"tensor_{i}"
 
     data = None
-    buf_idx = t.Buffer()
     if 0 < buf_idx < n_buffers:
         buf = model.Buffers(buf_idx)
         n = b.length(buf.DataLength(), f"buffer {buf_idx}", item_bytes=1)
         if n:
             raw = buf.DataAsNumpy()
             np_dtype = _NP_DTYPES.get(dtype)
-            if np_dtype is not None and n == total * np.dtype(np_dtype).itemsize:
+            if np_dtype is not None:
+                check_buffer(b.where, Tensor(i, tname, shape, dtype), n, np.dtype(np_dtype).itemsize)
                 data = np.frombuffer(raw.tobytes(), dtype=np_dtype).reshape(shape)
             else:
                 data = np.frombuffer(raw.tobytes(), dtype=np.uint8)
@@ -181,9 +187,11 @@ def _read_tensor(model, t, i: int, n_buffers: int, b: _Bounds) -> Tensor:
         if b.length(q.ZeroPointLength(), f"tensor {i} zero points", item_bytes=8):
             zero_point = np.array(q.ZeroPointAsNumpy(), dtype=np.int64)
         qdim = int(q.QuantizedDimension())
-    return Tensor(index=i, name=tname, shape=shape, dtype=dtype, data=data, scale=scale,
-                  zero_point=zero_point, quantized_dim=qdim, is_variable=bool(t.IsVariable()),
-                  has_quantization_table=q is not None)
+    tensor = Tensor(index=i, name=tname, shape=shape, dtype=dtype, data=data, scale=scale,
+                    zero_point=zero_point, quantized_dim=qdim, is_variable=bool(t.IsVariable()),
+                    has_quantization_table=q is not None)
+    check_quantization(b.where, tensor)
+    return tensor
 
 
 def _read_options(op, b: _Bounds) -> dict:

@@ -21,7 +21,7 @@ import numpy as np
 
 from simulator.errors import ModelError
 from simulator.graph import DTYPE_BYTES, Graph, Operator, Tensor
-from simulator.mvp_program import load_hardware
+from simulator.hardware import DEFAULT_DEVICE, device
 
 # How far past the board's RAM an activation may go and still be profiled ("too large by 3x" is
 # an answer a user wants; 2^31 elements is not a model).
@@ -46,9 +46,9 @@ def _label(t: Tensor) -> str:
     return t.name if len(t.name) <= 40 else t.name[:18] + "..." + t.name[-18:]
 
 
-def activation_bytes_limit(board: str = "efr32xg24") -> int:
+def activation_bytes_limit(board: str = DEFAULT_DEVICE) -> int:
     """The largest activation tensor a model may have: MEMORY_MARGIN x the board's RAM."""
-    return MEMORY_MARGIN * int(load_hardware(board)["ram_bytes"])
+    return MEMORY_MARGIN * device(board).ram_bytes
 
 
 def check_tensor_size(where: str, i: int, shape: tuple, dtype: str, constant: bool) -> None:
@@ -59,7 +59,7 @@ def check_tensor_size(where: str, i: int, shape: tuple, dtype: str, constant: bo
     limit = activation_bytes_limit()
     nbytes = n * DTYPE_BYTES.get(dtype, 1)
     if not constant and nbytes > limit:
-        ram = int(load_hardware()["ram_bytes"])
+        ram = device().ram_bytes
         raise ModelError(f"{where}: tensor {i} {list(shape)} {dtype} needs {nbytes:,} bytes, more than "
                          f"{MEMORY_MARGIN}x the board's {ram // 1024} KB RAM ({limit:,} bytes): "
                          "not a model for this board")

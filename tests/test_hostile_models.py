@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from simulator import emulator
 from simulator.errors import ModelError
 from simulator.model_checks import MEMORY_MARGIN, activation_bytes_limit
-from simulator.mvp_program import load_hardware
+from simulator.hardware import device
 from simulator.profiler import profile_model
 from tests.conftest import DATA
 from tests.tflite_edit import Editor, mutate
@@ -94,7 +94,7 @@ def test_corrupt_model_is_one_model_error_in_profiler_and_emulator(name):
 def test_memory_bound_comes_from_the_board_ram():
     """The bound is MEMORY_MARGIN x the hardware file's RAM, and it is enforced before the
     tensor's size is used: an activation one byte over it is refused, the zoo is far under it."""
-    ram = load_hardware()["ram_bytes"]
+    ram = device().ram_bytes
     assert ram == 256 * 1024 and activation_bytes_limit() == MEMORY_MARGIN * ram
     e = Editor(SPEECH)
     for j, d in enumerate([1, activation_bytes_limit() // 64 + 1, 1, 64]):

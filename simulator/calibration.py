@@ -41,7 +41,7 @@ import numpy as np
 from simulator import cpu_model
 from simulator.errors import ModelError
 from simulator.graph import Graph
-from simulator.mvp_kernels import LayerPlan, plan_layer
+from simulator.mvp_plan import LayerPlan, plan_layer
 from simulator.record import ProfileRecord
 from simulator.timing import (DEFAULT_RESULTS_DIR, MODELS_DIR, POOLED_MVP_KEY, SCHEMA_VERSION, TimingModel,
                               load_timing_model, user_models_dir)

@@ -1,6 +1,6 @@
 """Executes MVP programs (`mvp_program.Program`) on data: the MVP half of the emulator.
 
-`plan_layer(graph, op)` asks the MVP program model (`mvp_kernels.plan_layer`) what a layer
+`plan_layer(graph, op)` asks the MVP program model (`mvp_plan.plan_layer`) what a layer
 compiles to; when the layer runs on the MVP it returns an emulator `Step` that executes the
 layer's program launches, in order, with the interpreter below. Layers the MVP does not run
 return None and fall back to the reference kernels.
@@ -374,14 +374,14 @@ class MvpLayer:
 
 def compile_layer(graph: Graph, op: Operator, plan) -> MvpLayer:
     """Lays out the buffers the layer's programs address and encodes every launch."""
-    from simulator import mvp_kernels
+    from simulator import mvp_plan
     launches = list(plan.launches())
     ins = graph.op_inputs(op)
     out_t = graph.op_outputs(op)[0]
     code = op.opcode
     x_t = ins[2] if code == "transpose_conv" else ins[0]
     has_weights = code in ("conv_2d", "depthwise_conv_2d", "fully_connected", "transpose_conv")
-    consts = mvp_kernels.prepare_constants(graph, op) if has_weights else {}
+    consts = mvp_plan.prepare_constants(graph, op) if has_weights else {}
 
     sizes = {"input": (x_t.n_elements, 1), "output": (out_t.n_elements, 1), "zero": (4, 2)}
     input_ids = (op.inputs[2],) if code == "transpose_conv" else (op.inputs[0],)
@@ -406,7 +406,7 @@ def compile_layer(graph: Graph, op: Operator, plan) -> MvpLayer:
                 memory.view(base_mem, name, v.size)[:] = v
     column_args: tuple = ()
     if any(wk["op"] == "conv1d_column" for wk in plan.cpu_work):
-        p = mvp_kernels.layer_params(graph, op)
+        p = mvp_plan.layer_params(graph, op)
         column_args = (memory.base["input"], memory.base["filter"], memory.base.get("bias", 0),
                        memory.base["scaler"], memory.base["output"], "bias" in consts,
                        p.w_in, p.c_in, p.c_out, p.fw, p.stride_w, p.pad_w, -p.input_zp, p.output_zp,
@@ -418,9 +418,9 @@ def compile_layer(graph: Graph, op: Operator, plan) -> MvpLayer:
 def plan_layer(graph: Graph, op: Operator):
     """An emulator Step running the layer's MVP programs, or None for a layer the MVP does not
     run (it falls back to the reference kernels)."""
-    from simulator import mvp_kernels
+    from simulator import mvp_plan
     from simulator.emulator import Step
-    plan = mvp_kernels.plan_layer(graph, op)
+    plan = mvp_plan.plan_layer(graph, op)
     if not plan.runs_on_mvp or not plan.programs:
         return None
     layer = compile_layer(graph, op, plan)

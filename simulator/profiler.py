@@ -13,7 +13,7 @@ from simulator.errors import ModelError
 from simulator.graph import Graph, Operator
 from simulator.hardware import ACCELERATORS
 from simulator.memory import plan_arena
-from simulator.mvp_kernels import LayerPlan, plan_layer
+from simulator.mvp_plan import LayerPlan, plan_layer
 from simulator.record import (CLOCK_HZ_DEFAULT, LayerRecord, ModelInfo, ProfileRecord, Summary,
                               Target, TensorInfo)
 from simulator.timing import load_timing_model

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from simulator.emulator import compile_model, draw_inputs, emulate_profile, run_model
-from simulator.mvp_kernels import plan_layer
+from simulator.mvp_plan import plan_layer
 from simulator.profiler import profile_graph
 from simulator.timing import load_timing_model
 from simulator.tflite_reader import read_model_file

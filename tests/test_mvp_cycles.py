@@ -8,7 +8,7 @@ import pytest
 
 from conftest import DATA, oracle_ids, oracle_profiles
 from simulator.errors import ModelError
-from simulator.mvp_kernels import plan_layer
+from simulator.mvp_plan import plan_layer
 from simulator.mvp_program import Program, ProgramBuilder, execution_counts
 from simulator.timing import load_timing_model
 from simulator.tflite_reader import read_model_file

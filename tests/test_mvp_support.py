@@ -7,7 +7,7 @@ import pytest
 
 from conftest import DATA, oracle_ids, oracle_profiles
 from simulator import mvp_checks
-from simulator.mvp_kernels import LayerPlan, plan_layer
+from simulator.mvp_plan import LayerPlan, plan_layer
 from simulator.hardware import load_hardware
 from simulator.mvp_program import Dim, ProgramBuilder, violations
 from simulator.tflite_reader import read_model_file
@@ -24,7 +24,7 @@ def _plans(path: Path) -> list[LayerPlan]:
 @pytest.mark.parametrize("path,acc,result", MVP_CASES, ids=oracle_ids(MVP_CASES))
 def test_support_matches_oracle(path, acc, result):
     """Per layer, our verdict is the vendor simulator's. The one exception is a depthwise layer that
-    only the optimized path can run: MLTK rejects it at random (see mvp_kernels' docstring), so
+    only the optimized path can run: MLTK rejects it at random (see mvp_plan's docstring), so
     there we only require that we flag it and that the oracle ran it on the MVP when it accepted it."""
     plans = _plans(path)
     assert len(plans) == len(result["layers"])

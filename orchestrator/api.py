@@ -55,7 +55,7 @@ def rank(run: str = "latest", results_dir: str | Path = DEFAULT_RESULTS, objecti
          weights: dict | None = None):
     """The run's tip ranking (`ranking.Ranking`)."""
     from orchestrator import ranking
-    with ResultsDB(results_dir) as db:
+    with ResultsDB(results_dir, readonly=True) as db:
         run_id = db.resolve_run(run)
         return ranking.rank(db.measurements(run_id), objective=objective, weights=weights, run_id=run_id)
 
@@ -65,14 +65,15 @@ def export(run: str = "latest", fmt: str = "csv", results_dir: str | Path = DEFA
     """Writes the run's table (default: results/<run>/measurements.<fmt>); returns the path."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
-    with ResultsDB(results_dir) as db:
+    with ResultsDB(results_dir, readonly=True) as db:
         run_id = db.resolve_run(run)
         out = Path(out) if out else Path(results_dir) / run_id / f"measurements.{fmt}"
         return db.export(run_id, fmt, out)
 
 
 def runs(results_dir: str | Path = DEFAULT_RESULTS) -> list[dict]:
-    with ResultsDB(results_dir) as db:
+    """Every run (`status`: running, finished, failed, or interrupted when its driver is gone)."""
+    with ResultsDB(results_dir, readonly=True) as db:
         return db.runs()
 
 
@@ -80,6 +81,6 @@ def write_report(run: str = "latest", results_dir: str | Path = DEFAULT_RESULTS,
                  objective: str = "latency") -> Path:
     """Markdown + HTML report with PNG plots under results/<run>/; returns the Markdown path."""
     from orchestrator import report
-    with ResultsDB(results_dir) as db:
+    with ResultsDB(results_dir, readonly=True) as db:
         run_id = db.resolve_run(run)
         return report.write(db, run_id, Path(results_dir) / run_id, objective=objective)

@@ -17,6 +17,8 @@ from pathlib import Path
 DEFAULT_RESULTS = "results"
 EXIT_USAGE = 2
 
+from orchestrator.results_db import ResultsCorrupt
+
 
 class _UserError(Exception):
     pass
@@ -26,7 +28,7 @@ def _guarded(fn):
     def run(args) -> int:
         try:
             return fn(args)
-        except _UserError as e:
+        except (_UserError, ResultsCorrupt) as e:
             print(f"mvpfarm: error: {e}", file=sys.stderr)
             return EXIT_USAGE
     return run

@@ -10,6 +10,8 @@ import sys
 
 from orchestrator.api import DEFAULT_RESULTS
 
+from orchestrator.results_db import ResultsCorrupt
+
 
 class _UserError(Exception):
     pass
@@ -25,7 +27,7 @@ def _guarded(fn):
     def run(args) -> int:
         try:
             return fn(args)
-        except _UserError as e:
+        except (_UserError, ResultsCorrupt) as e:
             print(f"mvpfarm: error: {e}", file=sys.stderr)
             return 2
     return run
@@ -117,6 +119,10 @@ def _results_list(args) -> int:
     print(f"{'run':<32} {'status':<12} {'measured':>8} {'failed':>6}  updated")
     for r in runs:
         print(f"{r['run_id']:<32} {r['status']:<12} {r['n_measured']:>8} {r['n_failed']:>6}  {r['updated_at']}")
+    for r in runs:
+        if r["status"] == "interrupted":
+            print(f"{r['run_id']} was interrupted (its driver stopped before the end): resume it with "
+                  f"`mvpfarm sweep run {r['sweep_path']} --results {args.results}`")
     return 0
 
 

@@ -592,7 +592,7 @@ def run_rows(results_dir: str | Path, run: str) -> tuple[str, list[RunRow]]:
     if not path.is_file():
         raise CompareError(f"no result table at {path}")
     try:
-        with ResultsDB(results_dir) as db:
+        with ResultsDB(results_dir, readonly=True) as db:
             run_id = db.resolve_run(run)
             raw = db.conn.execute("SELECT variant, target, source, status, error, record_json FROM measurements"
                                   " WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
@@ -671,7 +671,7 @@ def run_model_files(results_dir: str | Path, run: str, into: str | Path) -> Path
     run_id, _ = run_rows(results_dir, run)
     into = Path(into)
     into.mkdir(parents=True, exist_ok=True)
-    with ResultsDB(results_dir) as db:
+    with ResultsDB(results_dir, readonly=True) as db:
         base = json.loads(db.run_info(run_id)["base_json"] or "{}")
         rows = db.conn.execute("SELECT DISTINCT variant, config_sha256 FROM measurements WHERE run_id=?",
                                (run_id,)).fetchall()

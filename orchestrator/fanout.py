@@ -43,7 +43,7 @@ import ray  # noqa: E402
 
 from orchestrator import board, build
 from orchestrator.progress import Counts, SweepProgress
-from orchestrator.results_db import ResultsDB
+from orchestrator.results_db import HEARTBEAT_S, ResultsDB
 from orchestrator.sweep_file import Sweep, TargetSpec
 from orchestrator.tips import TipNotApplicable, apply_tips
 from orchestrator.variants import Variant, expand
@@ -339,7 +339,11 @@ class _Runner:
                     self._submit(job, base_spec)
                 self._pump()
                 bar.update()
+                beat = time.monotonic()
                 while self.pending or self.on_boards:
+                    if time.monotonic() - beat > HEARTBEAT_S:     # `results list`: still running
+                        self.db.heartbeat(self.sweep.run_id)
+                        beat = time.monotonic()
                     if self.pending:
                         ready, _ = ray.wait(list(self.pending), num_returns=1,
                                             timeout=_WAIT_S / 10 if self.on_boards else _WAIT_S)

@@ -9,6 +9,19 @@ Tables:
 - `board_states`: the boards a run measured on, each as it was when the run ended (idle, busy or
   quarantined and why); a resumed run updates the boards it used again.
 
+The file checks itself every time it is opened, before anything is written to it: SQLite's
+`quick_check` (the integrity check without the index cross-checks: milliseconds for a results
+file) and a schema check (our tables with our columns). A corrupt or foreign file raises
+`ResultsCorrupt`, one line with the path and what to do; no command writes to it.
+
+A running run records its driver (`owner_host`, `owner_pid`) and a heartbeat (`heartbeat_at`,
+refreshed every HEARTBEAT_S while it runs). A run still marked running whose driver is gone (the
+pid is dead on this host, or the heartbeat is older than STALE_S) is shown as `interrupted`:
+running the same sweep file again resumes it.
+
+Commands that only read (`results list`, `rank`, `results export`, reports) open the file with
+`readonly=True`: they never create the results folder or the file.
+
 A measurement and its layers are written in one transaction: a killed driver leaves whole rows.
 
 Load a run into pandas in one call:
@@ -19,8 +32,10 @@ Load a run into pandas in one call:
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 DB_NAME = "mvpfarm.sqlite"
@@ -39,7 +54,10 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL,
     tool_versions_json TEXT,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    owner_host TEXT,
+    owner_pid INTEGER,
+    heartbeat_at TEXT
 );
 CREATE TABLE IF NOT EXISTS measurements (
     id INTEGER PRIMARY KEY,
@@ -116,24 +134,127 @@ INT_COLUMNS = ["flash_bytes", "ram_bytes", "accelerator_cycles", "cpu_cycles", "
                "n_layers_on_mvp", "ops", "macs", "build_cached"]
 
 
+# A running driver refreshes its run's heartbeat this often; a run whose heartbeat is older than
+# STALE_S has lost its driver (a driver blocked for that long in one call is not a running sweep).
+HEARTBEAT_S = 10.0
+STALE_S = 120.0
+
+
 class RunNotFound(LookupError):
     """No such run in the result table; the message is one line."""
+
+
+class ResultsCorrupt(Exception):
+    """The results file is damaged or is not an mvpfarm result table; the message is one line
+    with the path and what to do. Nothing has been written to the file."""
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+def _schema_columns() -> dict[str, dict[str, bool]]:
+    """{table: {column: required}} from SCHEMA: a column is required (cannot be added to an
+    older file) when it is NOT NULL or part of the key."""
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(SCHEMA)
+    out = {}
+    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+        out[table] = {r[1]: bool(r[3] or r[5]) for r in conn.execute(f"PRAGMA table_info({table})")}
+    conn.close()
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_state(row: dict, at: datetime | None = None) -> str:
+    """The run's status as the user should see it: `running` only while its driver lives."""
+    status = row.get("status")
+    if status != "running":
+        return status
+    at = at or datetime.now(timezone.utc)
+    if row.get("owner_host") == socket.gethostname() and row.get("owner_pid") \
+            and not _pid_alive(int(row["owner_pid"])):
+        return "interrupted"
+    beat = row.get("heartbeat_at") or row.get("updated_at")
+    try:
+        if beat and at - datetime.fromisoformat(beat) > timedelta(seconds=STALE_S):
+            return "interrupted"
+    except ValueError:
+        pass
+    return status
+
+
 class ResultsDB:
-    def __init__(self, results_dir: str | Path = "results"):
+    def __init__(self, results_dir: str | Path = "results", readonly: bool = False):
+        """Opens (with `readonly=False`: creates) DIR/mvpfarm.sqlite. With `readonly`, a missing
+        file is an empty table and neither the folder nor the file is created. Raises
+        ResultsCorrupt before writing anything to a damaged or foreign file."""
         self.results_dir = Path(results_dir)
-        self.results_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.results_dir / DB_NAME
+        self.readonly = readonly
+        if readonly and not self.path.is_file():
+            self.conn = sqlite3.connect(":memory:")    # nothing on disk: an empty table
+            self.conn.row_factory = sqlite3.Row
+            self.conn.executescript(SCHEMA)
+            return
+        if not readonly:
+            self.results_dir.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, timeout=30)
         self.conn.row_factory = sqlite3.Row
+        try:
+            missing = self._check()
+        except BaseException:
+            self.conn.close()
+            raise
+        if readonly:
+            return
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL survives a killed process
         self.conn.executescript(SCHEMA)
+        with self.conn:
+            for table, column in missing:     # a file from before the column existed
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+    def _corrupt(self, problem: str) -> ResultsCorrupt:
+        return ResultsCorrupt(
+            f"{self.path}: the result table is damaged ({problem}); nothing was written to it. Move "
+            f"it aside (mv {self.path} {self.path}.broken) and run the sweeps again, or restore it "
+            "from a backup")
+
+    def _check(self) -> list[tuple[str, str]]:
+        """quick_check and the schema check; returns the optional columns an older file lacks."""
+        try:
+            rows = [r[0] for r in self.conn.execute("PRAGMA quick_check(5)")]
+            if rows != ["ok"]:
+                raise self._corrupt("SQLite quick_check: " + " ".join("; ".join(str(r) for r in rows).split())[:200])
+            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            expected = _schema_columns()
+            if tables and "runs" not in tables:
+                raise ResultsCorrupt(f"{self.path}: not an mvpfarm result table (it has tables "
+                                     f"{', '.join(sorted(tables))[:120]}); give another --results folder")
+            missing = []
+            for table, columns in expected.items():
+                if table not in tables:
+                    continue
+                have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+                for column, required in columns.items():
+                    if column in have:
+                        continue
+                    if required:
+                        raise self._corrupt(f"table {table} has no column {column}")
+                    missing.append((table, column))
+            return missing
+        except sqlite3.DatabaseError as e:
+            raise self._corrupt(" ".join(str(e).split())) from None
 
     def close(self) -> None:
         self.conn.close()
@@ -149,27 +270,44 @@ class ResultsDB:
                   mode: str, base: dict, n_variants: int, n_targets: int, tool_versions: dict) -> bool:
         """Creates the run or marks an existing one as running again; True if it is new."""
         t = now()
+        owner = (socket.gethostname(), os.getpid(), t)
         with self.conn:
             cur = self.conn.execute(
                 "INSERT INTO runs (run_id, name, sweep_path, sweep_sha256, sweep_toml, mode, base_json,"
-                " n_variants, n_targets, status, tool_versions_json, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,'running',?,?,?) ON CONFLICT(run_id) DO NOTHING",
+                " n_variants, n_targets, status, tool_versions_json, created_at, updated_at, owner_host,"
+                " owner_pid, heartbeat_at) VALUES (?,?,?,?,?,?,?,?,?,'running',?,?,?,?,?,?)"
+                " ON CONFLICT(run_id) DO NOTHING",
                 (run_id, name, sweep_path, sweep_sha256, sweep_toml, mode, json.dumps(base), n_variants,
-                 n_targets, json.dumps(tool_versions), t, t))
+                 n_targets, json.dumps(tool_versions), t, t, *owner))
             if cur.rowcount == 0:
-                self.conn.execute("UPDATE runs SET status='running', updated_at=? WHERE run_id=?", (t, run_id))
+                self.conn.execute("UPDATE runs SET status='running', updated_at=?, owner_host=?, owner_pid=?,"
+                                  " heartbeat_at=? WHERE run_id=?", (t, *owner, run_id))
         return cur.rowcount == 1
+
+    def heartbeat(self, run_id: str) -> None:
+        """The run's driver is alive (called every HEARTBEAT_S while it runs)."""
+        with self.conn:
+            self.conn.execute("UPDATE runs SET heartbeat_at=? WHERE run_id=?", (now(), run_id))
 
     def set_status(self, run_id: str, status: str) -> None:
         with self.conn:
-            self.conn.execute("UPDATE runs SET status=?, updated_at=? WHERE run_id=?", (status, now(), run_id))
+            self.conn.execute("UPDATE runs SET status=?, updated_at=?, heartbeat_at=NULL WHERE run_id=?",
+                              (status, now(), run_id))
 
     def runs(self) -> list[dict]:
+        """Every run, oldest first; `status` is what `run_state` says (a running run whose
+        driver is gone is `interrupted`), `stored_status` what the table holds."""
         rows = self.conn.execute(
             "SELECT r.*, (SELECT COUNT(*) FROM measurements m WHERE m.run_id=r.run_id AND m.status='measured')"
             " AS n_measured, (SELECT COUNT(*) FROM measurements m WHERE m.run_id=r.run_id AND"
             " m.status='failed') AS n_failed FROM runs r ORDER BY updated_at, created_at").fetchall()
-        return [dict(r) for r in rows]
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["stored_status"] = d["status"]
+            d["status"] = run_state(d)
+            out.append(d)
+        return out
 
     def resolve_run(self, run: str) -> str:
         """A run id, or `latest` for the most recently run one."""
@@ -185,7 +323,9 @@ class ResultsDB:
         return run
 
     def run_info(self, run_id: str) -> dict:
-        return dict(self.conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone())
+        d = dict(self.conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone())
+        d["stored_status"], d["status"] = d["status"], run_state(d)
+        return d
 
     # --- measurements --------------------------------------------------------------------------
     def done(self, run_id: str) -> set[tuple[str, str]]:

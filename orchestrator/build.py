@@ -102,24 +102,30 @@ def base_config(base: dict, cache_dir: str | Path | None = None) -> dict:
     if path is not None and path.is_file():
         return json.loads(path.read_text())
     _import_tf()
-    import keras
     from orchestrator.bases import build_base_model
     try:
         model = build_base_model(base)
     except Exception as e:
         raise BuildError(f"base model does not build: {one_line(e)}") from None
+    model_config = config_of_model(model)
+    if path is not None:
+        _write_atomic(path, json.dumps(model_config).encode())
+    return model_config
+
+
+def config_of_model(model) -> dict:
+    """The model config (see `tips`) of a built Keras model: its serialized form and the names of
+    its pooling layers that cover their whole feature map."""
+    import keras
+    from orchestrator.keras_config import ModelConfig
     global_pools = []
     for layer in model.layers:
         if type(layer).__name__ in ("AveragePooling2D", "MaxPooling2D") and layer.padding == "valid":
             in_hw = tuple(layer.input.shape[1:3])
             if tuple(layer.pool_size) == in_hw and tuple(layer.output.shape[1:3]) == (1, 1):
                 global_pools.append(layer.name)
-    from orchestrator.keras_config import ModelConfig
-    spec = {"keras": ModelConfig(keras.saving.serialize_keras_object(model)).finish(),
+    return {"keras": ModelConfig(keras.saving.serialize_keras_object(model)).finish(),
             "input_dtype": "int8", "global_pools": global_pools}
-    if path is not None:
-        _write_atomic(path, json.dumps(spec).encode())
-    return spec
 
 
 # --- variants ----------------------------------------------------------------------------------

@@ -14,7 +14,13 @@ CONV_CLASSES = ("Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 # Layers that keep a tensor's shape: they belong to the convolution block they follow.
 ELEMENTWISE_CLASSES = ("BatchNormalization", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
                        "Softmax", "Dropout", "SpatialDropout2D", "GaussianNoise", "LayerNormalization")
-POOL_CLASSES = ("MaxPooling2D", "AveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling2D")
+POOL_CLASSES = ("MaxPooling1D", "AveragePooling1D", "MaxPooling2D", "AveragePooling2D",
+                "GlobalMaxPooling1D", "GlobalAveragePooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling2D")
+# Layers between a model's last weighted layer and its output that do not set the output's width.
+PASS_THROUGH_CLASSES = ELEMENTWISE_CLASSES + POOL_CLASSES + ("Reshape", "Flatten", "Rescaling",
+                                                             "ZeroPadding2D", "Cropping2D")
+# Layers whose width (filters, units) becomes the width of what follows them.
+WEIGHTED_CLASSES = CONV_CLASSES + ("Dense", "GRU", "LSTM", "SimpleRNN", "Conv2DTranspose")
 
 
 class ModelConfig:
@@ -77,6 +83,35 @@ class ModelConfig:
             outs = [outs]
         return [o[0] for o in outs]
 
+    def head_layers(self) -> set[str]:
+        """Names of the weighted layers that set the width of a model output: found from each
+        output back through shape-keeping layers, reshapes and pooling (MobileNet's classifier is a
+        1x1 Conv2D before a Reshape and a Softmax; MobileNetV3's before a Flatten)."""
+        heads: set[str] = set()
+        todo, seen = list(self.output_names()), set()
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            layer = self.by_name(name)
+            if layer["class_name"] in WEIGHTED_CLASSES:
+                heads.add(name)
+            elif layer["class_name"] in PASS_THROUGH_CLASSES:
+                todo += self.input_names(layer)
+        return heads
+
+    def ancestors(self, name: str) -> set[str]:
+        """Names of every layer that `name` depends on."""
+        out: set[str] = set()
+        todo = self.input_names(self.by_name(name))
+        while todo:
+            n = todo.pop()
+            if n not in out:
+                out.add(n)
+                todo += self.input_names(self.by_name(n))
+        return out
+
     def input_layers(self) -> list[dict]:
         return [layer for layer in self.layers if layer["class_name"] == "InputLayer"]
 
@@ -128,6 +163,23 @@ class ModelConfig:
             **template, "keras_history": [after_name, 0, 0]}}], "kwargs": {}}]
         self.layers.insert(pos, entry)
         return name
+
+    def remove(self, layer: dict) -> None:
+        """Splices a single-input layer out: its consumers read its input instead."""
+        name = self.name_of(layer)
+        if self.is_sequential:
+            self.layers.remove(layer)
+            return
+        (src,) = [ref["keras_history"] for ref in _tensor_refs(layer.get("inbound_nodes", []))]
+        for other in self.layers:
+            for ref in _tensor_refs(other.get("inbound_nodes", [])):
+                if ref["keras_history"][0] == name:
+                    ref["keras_history"] = list(src)
+        outs = self.config.get("output_layers", [])
+        for o in ([outs] if outs and isinstance(outs[0], str) else outs):
+            if o[0] == name:
+                o[:] = list(src)
+        self.layers.remove(layer)
 
     def finish(self) -> dict:
         """The edited config, ready for `from_config`: recorded shapes are dropped because a tip

@@ -81,10 +81,9 @@ def _recurrent_kws(cell: str, input_shape, units: int, classes: int):
     from keras import layers
     x = inp = keras.Input(tuple(input_shape))
     x = layers.Conv1D(units, 3, strides=2, padding="same", activation="relu")(x)
-    # unroll: TFLite Micro has no WHILE loops; an unrolled GRU is a chain of plain int8 ops, and an
-    # LSTM becomes one fused UNIDIRECTIONAL_SEQUENCE_LSTM either way (see orchestrator/build.py)
+    # as users write it (not unrolled): the build unrolls recurrent layers (see orchestrator/build.py)
     layer = layers.GRU if cell == "gru" else layers.LSTM
-    x = layer(units, unroll=True)(x)
+    x = layer(units)(x)
     x = layers.Dense(32, activation="relu")(x)
     return keras.Model(inp, layers.Dense(classes, activation="softmax")(x), name=f"{cell}_kws")
 

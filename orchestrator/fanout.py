@@ -15,8 +15,9 @@ reason. Its result goes through the same writer as the simulator's, and the boar
 (idle, busy, quarantined and why) are stored with the run.
 
 Failure handling:
-- a worker process that dies is retried by Ray (`max_retries`); a task that keeps killing its
-  worker is recorded as failed with Ray's reason;
+- a worker process that dies is retried by Ray (`max_retries`; a build once: a conversion that
+  segfaults does it again); a task that keeps killing its worker is recorded as failed with the
+  reason ("conversion crashed" for a build);
 - a variant that cannot be converted, does not fit the board, or that the profiler rejects is
   recorded as failed with its reason (the numbers are kept when there are any);
 - the driver writes each result in one transaction as it arrives, so Ctrl-C or a killed driver
@@ -49,6 +50,9 @@ from orchestrator.tips import TipNotApplicable, apply_tips
 from orchestrator.variants import Variant, expand
 
 MAX_RETRIES = 3
+# A conversion that kills its worker (TensorFlow's converter segfaults on some graphs) does it
+# again: one retry tells a crash from a worker lost for another reason, more only cost time.
+BUILD_RETRIES = 1
 _WAIT_S = 0.5
 
 
@@ -130,12 +134,12 @@ def _worker_env(role: str) -> dict:
     return {"env_vars": dict(build.WORKER_ENV) if role == "build" else {"MVPFARM_WORKER": role}}
 
 
-@ray.remote(num_cpus=1, max_retries=MAX_RETRIES, runtime_env=_worker_env("build"))
+@ray.remote(num_cpus=1, max_retries=BUILD_RETRIES, runtime_env=_worker_env("build"))
 def base_config_task(base: dict, cache_dir: str) -> dict:
     return build.base_config(base, cache_dir)
 
 
-@ray.remote(num_cpus=1, max_retries=MAX_RETRIES, num_returns=2, runtime_env=_worker_env("build"))
+@ray.remote(num_cpus=1, max_retries=BUILD_RETRIES, num_returns=2, runtime_env=_worker_env("build"))
 def build_task(spec: dict, build_settings: dict, cache_dir: str):
     t0 = time.perf_counter()
     meta, data = build.build_variant(spec, build_settings, cache_dir)
@@ -163,6 +167,16 @@ def profile_task(data: bytes, target: dict, name: str) -> dict:
                 "profile_s": time.perf_counter() - t0}
     return {"ok": True, "record": record.to_dict(), "profile_s": time.perf_counter() - t0,
             "pid": os.getpid(), "tensorflow_loaded": "tensorflow" in sys.modules}
+
+
+def _build_failure(e: BaseException, what: str = "conversion") -> str:
+    """A build task's Ray error as its row's reason: a worker that died is a crash (a variant's:
+    in TensorFlow's converter, the only native code a build runs besides Keras)."""
+    if isinstance(e, ray.exceptions.WorkerCrashedError):
+        where = " in TensorFlow's converter" if what == "conversion" else ""
+        return (f"{what} crashed: the build worker died{where} (e.g. SIGSEGV), "
+                f"also when retried {BUILD_RETRIES}x")
+    return f"build worker failed: {_ray_reason(e)}"
 
 
 def _ray_reason(e: BaseException) -> str:
@@ -368,6 +382,8 @@ class _Runner:
         except ray.exceptions.RayTaskError as e:
             cause = e.cause if isinstance(getattr(e, "cause", None), Exception) else e
             raise SweepError(f"base: {build.one_line(cause)}") from None
+        except ray.exceptions.RayError as e:
+            raise SweepError(f"base: {_build_failure(e, 'building the base model')}") from None
 
     def _submit(self, job: _Job, base_spec: dict) -> None:
         try:
@@ -459,7 +475,7 @@ class _Runner:
             try:
                 meta = ray.get(ref)
             except ray.exceptions.RayError as e:
-                meta = {"ok": False, "error": f"build worker failed: {_ray_reason(e)}"}
+                meta = {"ok": False, "error": _build_failure(e)}
             if meta["ok"]:
                 self._built(key, meta, data_ref)
             else:

@@ -329,9 +329,9 @@ def _dense_units(m: ModelConfig, model_config: dict, scale: float) -> None:
     dense = m.of_class("Dense")
     hidden = [L for L in dense if m.name_of(L) not in heads]
     if not hidden:
-        what = (f"its Dense layers ({', '.join(m.name_of(L) for L in dense)}) all set the output's width"
-                if dense else f"the model has no Dense layers ({_has(m)})")
-        raise TipNotApplicable(f"no hidden Dense layers: {what}")
+        names = ", ".join(f"'{m.name_of(L)}'" for L in dense)
+        raise TipNotApplicable(f"the model has no hidden Dense layers (only the output layer{'s' * (len(dense) > 1)} "
+                               f"{names})" if dense else f"the model has no Dense layers ({_has(m)})")
     changed = False
     for layer in hidden:
         new = _scaled(layer["config"]["units"], scale)

@@ -9,9 +9,7 @@ file without importing TensorFlow.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
-import sys
 from pathlib import Path
 
 
@@ -116,15 +114,10 @@ def accepts_any_kwargs(fn) -> bool:
 
 
 def resolve_builder(ref: str, search_path: list[str] = ()):
-    """`package.module:function` -> the function; the sweep file's folder is searched first."""
-    module_name, _, attr = ref.partition(":")
-    for p in reversed(list(search_path)):
-        if p not in sys.path:
-            sys.path.insert(0, p)
-    fn = getattr(importlib.import_module(module_name), attr)
-    if not callable(fn):
-        raise TypeError(f"{ref} is not callable")
-    return fn
+    """`package.module:function` -> the function (`builder_ref.resolve`: the sweep file's folder
+    is appended to the import path, never put first)."""
+    from orchestrator.builder_ref import resolve
+    return resolve(ref, search_path)
 
 
 def build_base_model(base: dict):

@@ -42,7 +42,7 @@ from pathlib import Path
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 import ray  # noqa: E402
 
-from orchestrator import board, build
+from orchestrator import board, build, sweep_file
 from orchestrator.progress import Counts, SweepProgress
 from orchestrator.results_db import HEARTBEAT_S, ResultsDB
 from orchestrator.sweep_file import Sweep, TargetSpec
@@ -376,14 +376,20 @@ class _Runner:
     def _base_spec(self) -> dict:
         cached = Path(self.cache_dir) / "base" / f"{build.base_key(self.sweep.base)}.json"
         if cached.is_file():
-            return json.loads(cached.read_text())
-        try:
-            return ray.get(base_config_task.remote(self.sweep.base, self.cache_dir))
-        except ray.exceptions.RayTaskError as e:
-            cause = e.cause if isinstance(getattr(e, "cause", None), Exception) else e
-            raise SweepError(f"base: {build.one_line(cause)}") from None
-        except ray.exceptions.RayError as e:
-            raise SweepError(f"base: {_build_failure(e, 'building the base model')}") from None
+            spec = json.loads(cached.read_text())
+        else:
+            try:
+                spec = ray.get(base_config_task.remote(self.sweep.base, self.cache_dir))
+            except ray.exceptions.RayTaskError as e:
+                cause = e.cause if isinstance(getattr(e, "cause", None), Exception) else e
+                raise SweepError(f"base: {build.one_line(cause)}") from None
+            except ray.exceptions.RayError as e:
+                raise SweepError(f"base: {_build_failure(e, 'building the base model')}") from None
+        if self.sweep.build.samples:       # a builder's input is only known now: before any variant
+            problem = sweep_file.samples_problem(self.sweep.build.samples, sweep_file.keras_input_shape(spec["keras"]))
+            if problem:
+                raise SweepError(f"{self.sweep.path}: build.samples: {problem}")
+        return spec
 
     def _submit(self, job: _Job, base_spec: dict) -> None:
         try:

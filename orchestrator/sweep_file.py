@@ -18,20 +18,25 @@
     [build]                                                    # optional
     seed = 0                                                   # seeded random representative data
     samples = "samples.npy"                                    # or the user's samples, (N, *input_shape)
+    max_variants = 1000                                        # top level: the most variants a grid may make
 
-Every mistake raises `SweepFileError` with one line naming the file and the key.
+Every mistake raises `SweepFileError` with one line naming the file and the key. Checking runs no
+code of the user's: a builder's module is located on the import path, not imported
+(`builder_ref`); it is imported when the sweep runs. A sweep file, like a Makefile, runs the code
+it names: run only sweep files you trust.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import json
+import math
 import re
-import sys
 import tomllib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator import bases, tips
+from orchestrator import bases, builder_ref, tips
 from simulator.hardware import ACCELERATORS, CLOCK_HZ
 from simulator.profiler import DEFAULT_TIMING
 
@@ -42,7 +47,11 @@ BOARD_TIMING = "measured"      # board rows' timing: the board's own counters (d
 MAX_VIRTUAL_BOARDS = 16
 _SIM_KEYS = ("kind", "accelerator", "timing", "clock_hz")
 _BOARD_KEYS = ("kind", "board", "accelerator", "repeats", "warmup", "virtual", "faults")
-_TOP_KEYS = ("name", "base", "mode", "tips", "targets", "build")
+_TOP_KEYS = ("name", "base", "mode", "tips", "targets", "build", "max_variants")
+MAX_VARIANTS_DEFAULT = 1000
+SEED_MAX = 2**32 - 1                 # keras.utils.set_random_seed takes 32 bits
+_KWARG_INT_MAX = 1 << 16             # a builtin's widths, depths and classes
+_INPUT_DIM_MAX = 4096
 _BUILDER_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
 
 
@@ -130,8 +139,19 @@ def parse(data: dict, path: Path, text: str = "", sha256: str = "") -> Sweep:
     if mode not in MODES:
         fail("mode", f"{mode!r} is not a mode (known: {', '.join(MODES)})")
     tip_levels = _tips(data.get("tips"), fail)
+    max_variants = data.get("max_variants", MAX_VARIANTS_DEFAULT)
+    if isinstance(max_variants, bool) or not isinstance(max_variants, int) or max_variants < 1:
+        fail("max_variants", f"{max_variants!r} is not a whole number >= 1")
+    n_variants = count_variants(tip_levels, mode)
+    if n_variants > max_variants:
+        fail("tips", f"{mode} mode makes {n_variants:,} variants, more than max_variants = {max_variants:,} "
+                     "(fewer levels, one-at-a-time mode, or raise max_variants)")
     targets = _targets(data.get("targets"), fail)
     build = _build(data.get("build", {}), path.parent, fail)
+    if build.samples:
+        problem = samples_problem(build.samples, base_input_shape(base))
+        if problem:
+            fail("build.samples", problem)
     return Sweep(name=name, path=str(path), sha256=sha256, text=text, base=base, mode=mode,
                  tips=tip_levels, targets=targets, build=build)
 
@@ -160,16 +180,11 @@ def _base(base, folder: Path, fail) -> dict:
     elif kind == "builder":
         if not _BUILDER_RE.match(value):
             fail("base.builder", f"{value!r} is not of the form package.module:function")
-        search_path = [str(folder.resolve())]
-        sys.path[:0] = [p for p in search_path if p not in sys.path]
         try:
-            found = importlib.util.find_spec(value.partition(":")[0])
-        except (ImportError, ValueError):
-            found = None
-        if found is None:
-            fail("base.builder", f"module {value.partition(':')[0]!r} not found (searched {folder} "
-                                 "and the Python path)")
-        out["search_path"] = search_path
+            builder_ref.check(value, folder.resolve())
+        except builder_ref.BuilderRefError as e:
+            fail("base.builder", str(e))
+        out["search_path"] = [str(folder.resolve())]
     else:
         p = (folder / value).resolve()
         if p.suffix != ".keras":
@@ -190,6 +205,99 @@ def _check_kwargs(fn, name: str, kwargs: dict, fail) -> None:
     for k in kwargs:
         if k not in known:
             fail(f"base.kwargs.{k}", f"not a parameter of {name} (known: {', '.join(known)})")
+    import inspect
+    defaults = {p.name: p.default for p in inspect.signature(fn).parameters.values()}
+    for k, v in kwargs.items():
+        problem = _kwarg_problem(defaults[k], v)
+        if problem:
+            fail(f"base.kwargs.{k}", f"{v!r}: {problem}")
+    shape = _builtin_input_shape(fn, kwargs)
+    if shape is not None:
+        from simulator.model_checks import activation_bytes_limit
+        if math.prod(shape) > activation_bytes_limit():
+            fail("base.kwargs", f"an input of {list(shape)} ({math.prod(shape):,} values) cannot fit the board")
+
+
+def _kwarg_problem(default, v) -> str | None:
+    """A builtin base's keyword value, checked against the kind of its default."""
+    if isinstance(default, bool):
+        return None if isinstance(v, bool) else "must be true or false"
+    if isinstance(default, int):
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= _KWARG_INT_MAX:
+            return f"must be a whole number from 1 to {_KWARG_INT_MAX}"
+    elif isinstance(default, float):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0 < v <= 16):
+            return "must be a number above 0 and at most 16"
+    elif isinstance(default, tuple):
+        if not isinstance(v, list) or len(v) != len(default) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= _INPUT_DIM_MAX for d in v):
+            return f"must be {len(default)} whole numbers from 1 to {_INPUT_DIM_MAX}, like {list(default)}"
+    return None
+
+
+def _builtin_input_shape(fn, kwargs: dict) -> tuple | None:
+    import inspect
+    params = {p.name: p.default for p in inspect.signature(fn).parameters.values()}
+    if "input_shape" in params:
+        return tuple(kwargs.get("input_shape", params["input_shape"]))
+    if "input_dim" in params:
+        return (kwargs.get("input_dim", params["input_dim"]),)
+    return None
+
+
+def count_variants(tip_levels: dict[str, list], mode: str) -> int:
+    """How many variants (the base included) `variants.expand` makes, without making them."""
+    if mode == "grid":
+        return math.prod(len(v) + 1 for v in tip_levels.values())
+    return 1 + sum(len(v) for v in tip_levels.values())
+
+
+def keras_input_shape(config: dict) -> list | None:
+    """The input shape (batch dimension dropped) of a serialized Keras model with one input;
+    None when it has several or says none."""
+    layers = (config.get("config") or {}).get("layers") or []
+    shapes = [(L.get("config") or {}).get("batch_shape") or (L.get("config") or {}).get("batch_input_shape")
+              for L in layers if isinstance(L, dict) and L.get("class_name") == "InputLayer"]
+    if len(shapes) != 1 or not isinstance(shapes[0], list):
+        return None
+    return list(shapes[0][1:])
+
+
+def base_input_shape(base: dict) -> list | None:
+    """The base model's input shape when it is known without running user code (builtin bases,
+    .keras files); None for builders (their model exists only once the builder runs)."""
+    if "builtin" in base:
+        shape = _builtin_input_shape(bases.BUILTINS[base["builtin"]], base.get("kwargs", {}))
+        return list(shape) if shape is not None else None
+    if "keras" in base:
+        try:
+            with zipfile.ZipFile(base["keras"]) as z:
+                return keras_input_shape(json.loads(z.read("config.json")))
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            return None
+    return None
+
+
+def samples_problem(samples: str, input_shape: list | None) -> str | None:
+    """Why the .npy samples cannot calibrate a model with this input, or None. Reads the file's
+    header only (no pickles: a .npy file must not run code)."""
+    import numpy as np
+    try:
+        arr = np.load(samples, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        return f"{samples}: not a readable .npy array ({' '.join(str(e).split())[:120]})"
+    if arr.dtype.kind not in "biuf":
+        return f"{samples}: holds {arr.dtype} values, not numbers"
+    if arr.ndim < 2 or arr.shape[0] < 1:
+        return f"{samples}: shape {list(arr.shape)} is not (N, *input_shape) with N >= 1"
+    if input_shape is None or any(not isinstance(d, int) for d in input_shape):
+        return None
+    got = list(arr.shape[1:])
+    # 4-D image samples are resized to a tip's input size; their channels must match
+    resizable = arr.ndim == 4 and len(input_shape) == 3 and got[-1] == input_shape[-1]
+    if got != list(input_shape) and not resizable:
+        return f"{samples}: samples of shape {got} do not fit the base model's input {list(input_shape)}"
+    return None
 
 
 def _tips(table, fail) -> dict[str, list]:
@@ -312,8 +420,8 @@ def _build(table, folder: Path, fail) -> BuildSettings:
         if k not in ("seed", "n_samples", "samples"):
             fail(f"build.{k}", "unknown key (known: seed, n_samples, samples)")
     seed = table.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        fail("build.seed", f"{seed!r} is not a whole number >= 0")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        fail("build.seed", f"{seed!r} is not a whole number from 0 to {SEED_MAX} (2^32 - 1)")
     n = table.get("n_samples", 8)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1000:
         fail("build.n_samples", f"{n!r} is not a whole number from 1 to 1000")

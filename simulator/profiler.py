@@ -59,6 +59,13 @@ def _plans(graph: Graph, accelerator: str) -> list[LayerPlan]:
     return [plan_layer(graph, op) for op in graph.operators]
 
 
+def _note(plan: LayerPlan) -> str | None:
+    """The layer's note: the specific limit behind a refusal where the vendor's words (the
+    record's reason) do not say it, then the plan's own note."""
+    limit = plan.limit if plan.limit and plan.limit != plan.reason else None
+    return "; ".join(x for x in (limit, plan.note) if x) or None
+
+
 def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = DEFAULT_TIMING,
                   clock_hz: int = CLOCK_HZ_DEFAULT) -> ProfileRecord:
     """Profiles a parsed model for the EFR32xG24 with or without the MVP."""
@@ -84,7 +91,7 @@ def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = DEFAULT_
             # the timing model's accounting (vendor-sim: max(acc, cpu), the vendor's)
             latency_s=tm.layer_latency_s(int(acc_cycles), int(cpu_cycles), plan.kernel, clock_hz),
             inputs=_tensor_info(graph, op.inputs), outputs=_tensor_info(graph, op.outputs),
-            options=dict(op.options), ram_bytes=int(kernel_bytes), note=plan.note,
+            options=dict(op.options), ram_bytes=int(kernel_bytes), note=_note(plan),
         ))
 
     summary = Summary.of_layers(

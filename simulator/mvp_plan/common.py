@@ -12,13 +12,6 @@ from simulator.mvp_program import COL, ROW, Load, ProgramBuilder, Store, shifted
 CLAMP_CPU_MAX_ELEMENTS = 160          # the clamp pass runs on the CPU up to this many elements
 
 
-def first_failure(*results) -> str | None:
-    for r in results:
-        if r is not None:
-            return r
-    return None
-
-
 def edge_groups(n_out: int, n_in: int, f: int, stride: int, pad: int):
     """(out_min, out_max, filter_start, filter_count) per run of outputs sharing one truncated
     filter: each padded leading output alone, the full-filter centre as one run, each truncated

@@ -4,8 +4,7 @@ edge group, and wide Conv1D split into width chunks with the SAME-padded edge co
 from __future__ import annotations
 
 from simulator import mvp_checks as checks
-from simulator.mvp_plan.common import (RowSkips, clamp_programs, first_failure, merge, per_batch, row_skips,
-                                       window_runs)
+from simulator.mvp_plan.common import RowSkips, clamp_programs, merge, per_batch, row_skips, window_runs
 from simulator.mvp_plan.params import MAX_STRIDE, S, LayerParams, cdiv
 from simulator.mvp_plan.plan import LayerPlan
 from simulator.mvp_program import COL, ROW, VEC, Load, Program, ProgramBuilder, Store
@@ -102,11 +101,6 @@ def _conv_main_programs(p: LayerParams, w_in: int, w_out: int, pad_w: int, out_c
 
 
 def plan_conv(p: LayerParams) -> LayerPlan:
-    fail = checks.check_conv_dilation(p)
-    if not fail and not p.is_wide_conv1d:
-        fail = first_failure(checks.check_conv_prescale_stride(p), checks.check_conv_output_stride(p))
-    if fail:
-        return LayerPlan(False, fail, "conv_2d/cmsis")
     in_bytes, out_bytes = p.h_in * p.w_in * p.c_in, p.h_out * p.w_out * p.c_out
     work: tuple = ()
     if p.is_wide_conv1d:
@@ -116,9 +110,9 @@ def plan_conv(p: LayerParams) -> LayerPlan:
         ordered = [(_conv_prescale_program(p, p.h_in, p.w_in, 0), p.batches)]
         ordered += _conv_main_programs(p, p.w_in, p.w_out, p.pad_w, 0)
         kernel = "conv_2d/mvp"
-    fail = checks.check_programs_fit(p, ordered) if ordered else "Hardware limits exceeded"
-    if fail:
-        return LayerPlan(False, fail, "conv_2d/cmsis")
+    refusal = checks.first_failure("conv_2d", p, ordered, needs=checks.NEEDS_PROGRAMS)
+    if refusal:
+        return LayerPlan.refused(refusal, "conv_2d/cmsis")
     if not p.is_wide_conv1d:
         clamp, work = clamp_programs(p, p.batches * out_bytes)
         ordered = ordered + clamp

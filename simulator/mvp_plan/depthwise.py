@@ -9,21 +9,47 @@ from simulator import mvp_checks as checks
 from simulator.mvp_plan.common import clamp_programs, edge_groups, merge, per_pixel_classes
 from simulator.mvp_plan.params import MAX_N, MAX_STRIDE, S, LayerParams, ceil_div
 from simulator.mvp_plan.plan import LayerPlan
-from simulator.mvp_program import COL, ROW, VEC, Load, Program, ProgramBuilder, Store, shifted, violations
+from simulator.mvp_program import COL, ROW, VEC, Load, Program, ProgramBuilder, Store, shifted
 
 
 @dataclass
 class DepthwisePaths:
     opt_considered: bool       # Prepare tries the optimized path first (dilation 1, multiplier 1, small input)
     opt_feasible: bool         # the optimized path can be programmed (with aligned buffers)
-    generic_feasible: bool     # the generic path passes its dry run (incl. >= 120 MACs per program)
+    generic_feasible: bool     # the generic path passes its dry run (incl. a minimum of MACs per program)
     generic_programs: list
     prepare_depends_on_alignment: bool
+    opt_problem: str | None = None       # why the optimized path cannot be programmed, with the numbers
+    generic_problem: str | None = None   # why the generic path fails its dry run
 
 
-def _dw_opt_feasible(p: LayerParams, eff_depth: int) -> bool:
-    return (p.fw <= MAX_N and p.fh <= MAX_N and p.w_in * eff_depth <= MAX_STRIDE
-            and p.fw * eff_depth <= MAX_STRIDE)
+def _dw_opt_problem(p: LayerParams, mult: int) -> str | None:
+    """Why the optimized path cannot run the layer, or None."""
+    if p.dilation_h != 1 or p.dilation_w != 1:
+        return f"dilation {p.dilation_h}x{p.dilation_w} (it needs 1)"
+    if mult != 1:
+        return f"depth multiplier {mult} (it needs 1)"
+    eff = p.c_out // 2 if p.c_out % 2 == 0 else p.c_out
+    half = " / 2" if p.c_out % 2 == 0 else ""
+    return checks.first(checks.over("filter width", p.fw, MAX_N), checks.over("filter height", p.fh, MAX_N),
+                        checks.over(f"input row stride W_in*C{half}", p.w_in * eff, MAX_STRIDE),
+                        checks.over(f"filter row stride Fw*C{half}", p.fw * eff, MAX_STRIDE))
+
+
+def _dw_generic_problem(p: LayerParams, feasible: bool, programs: list) -> str | None:
+    """Why the generic path's dry run fails (the order of `_dw_generic`'s own tests), or None."""
+    if feasible:
+        return None
+    if p.batches != 1:
+        return f"{p.batches} batches (it needs 1)"
+    if not programs:
+        return (f"its loops do not fold into {checks.MVP.n_dims} array dims of at most {MAX_N} elements "
+                f"and {MAX_STRIDE} strides")
+    n_programs = sum(n for _, n in programs)
+    macs = p.fh * p.fw * p.h_out * p.w_out * p.c_out
+    if n_programs == 0 or macs // n_programs < checks.DW_GENERIC_MIN_MACS:
+        return f"{macs // max(1, n_programs)} MACs per program < {checks.DW_GENERIC_MIN_MACS}"
+    return checks.programs_violation(programs)
 
 
 def _dw_opt_program(p: LayerParams, out_y: int, out_x: int) -> Program:
@@ -241,9 +267,9 @@ def _dw_generic(p: LayerParams) -> tuple[bool, list]:
             oy_min = oy_max + 1
     n_programs = sum(n for _, n in programs)
     macs = p.fh * p.fw * p.h_out * p.w_out * p.c_out
-    if n_programs == 0 or macs // n_programs < 120:
+    if n_programs == 0 or macs // n_programs < checks.DW_GENERIC_MIN_MACS:
         return False, programs
-    if any(violations(prog) for prog, _ in programs):
+    if checks.programs_violation(programs):
         return False, programs
     return True, programs
 
@@ -343,25 +369,28 @@ def _dw_generic_program(p, ii, oo, in_dims, out_dims, par, mult, outside, w_t, f
 def depthwise_paths(p: LayerParams) -> DepthwisePaths:
     mult = p.c_out // max(1, p.c_in)
     shape_ok = p.dilation_h == 1 and p.dilation_w == 1 and mult == 1
-    eff_aligned = p.c_out // 2 if p.c_out % 2 == 0 else p.c_out
-    opt_feasible = shape_ok and _dw_opt_feasible(p, eff_aligned)
+    opt_problem = _dw_opt_problem(p, mult)
+    opt_feasible = opt_problem is None
     opt_considered = shape_ok and p.h_in * p.w_in <= 4 * p.fw * p.fh * p.c_out
     generic_ok, generic_programs = _dw_generic(p)
     return DepthwisePaths(opt_considered, opt_feasible, generic_ok, generic_programs,
-                          prepare_depends_on_alignment=opt_considered and opt_feasible and not generic_ok)
+                          prepare_depends_on_alignment=opt_considered and opt_feasible and not generic_ok,
+                          opt_problem=opt_problem,
+                          generic_problem=_dw_generic_problem(p, generic_ok, generic_programs))
 
 
 def plan_depthwise(p: LayerParams) -> LayerPlan:
     paths = depthwise_paths(p)
     # Prepare's verdict: optimized path first when considered, generic as the fallback
-    prepare_ok = (paths.opt_considered and paths.opt_feasible) or paths.generic_feasible
-    fail = checks.check_depthwise_path(p, paths) if not prepare_ok else None
-    if fail:
-        return LayerPlan(False, fail, "depthwise_conv_2d/cmsis")
-    # Eval's choice: the optimized path for small inputs, else generic (no 120-MAC rule when
-    # executing), else optimized anyway
+    # (the optimized path first when considered, the generic one as the fallback: the verdict is
+    # that either can be programmed)
+    refusal = checks.first_failure("depthwise_conv_2d", p, paths, needs=checks.NEEDS_PATHS)
+    if refusal:
+        return LayerPlan.refused(refusal, "depthwise_conv_2d/cmsis")
+    # Eval's choice: the optimized path for small inputs, else generic (no MACs-per-program rule
+    # when executing), else optimized anyway
     use_opt = paths.opt_feasible and (paths.opt_considered or not paths.generic_programs
-                                      or any(violations(pr) for pr, _ in paths.generic_programs))
+                                      or checks.programs_violation(paths.generic_programs) is not None)
     work: tuple = ()
     if use_opt:
         programs, expand = per_pixel_classes(p, _dw_opt_program)
@@ -372,9 +401,10 @@ def plan_depthwise(p: LayerParams) -> LayerPlan:
         programs = merge(ordered)
         expand = _dw_generic_launches(p, ordered)
         kernel = "depthwise_conv_2d/mvp"
-    flagged = checks.check_depthwise_prepare_alignment(p, paths)
+    flagged = checks.first_failure("depthwise_conv_2d", p, paths, needs=checks.NEEDS_PATHS, effect=checks.FLAGS)
     if flagged:
-        return LayerPlan(False, flagged, kernel, programs, runs_on_mvp=True, expand=expand, cpu_work=work,
+        return LayerPlan(False, flagged.reason, kernel, programs, runs_on_mvp=True, expand=expand, cpu_work=work,
+                         limit=flagged.limit,
                          note="vendor simulator: Prepare checks uninitialised bias/scaler pointers, so it "
                               "rejects this layer at random; when accepted (and on the board) it runs on the MVP")
     return LayerPlan(True, None, kernel, programs, runs_on_mvp=True, expand=expand, cpu_work=work)

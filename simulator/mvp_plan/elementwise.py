@@ -53,9 +53,10 @@ def _elementwise_program(p: LayerParams, n_pairs: int, byte_offset: int) -> Prog
 
 def plan_elementwise(p: LayerParams, n_elements: int) -> LayerPlan:
     kind = p.opcode
-    if checks.check_add_same_shape(p):
+    routed = checks.first_failure(kind, p, effect=checks.ROUTES)
+    if routed:
         # the vendor kernel quietly uses the CPU reference for broadcasts: nothing is rejected
-        return LayerPlan(True, None, f"{kind}/cpu-broadcast", [], note=f"broadcast {kind} runs on the CPU")
+        return LayerPlan(True, None, f"{kind}/cpu-broadcast", [], note=routed.limit)
     ordered = []
     start = 0
     while n_elements - start >= 2:

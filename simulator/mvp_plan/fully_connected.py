@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator import mvp_checks as checks
-from simulator.mvp_plan.common import clamp_programs, first_failure, merge
+from simulator.mvp_plan.common import clamp_programs, merge
 from simulator.mvp_plan.params import S, LayerParams
 from simulator.mvp_plan.plan import LayerPlan
 from simulator.mvp_program import COL, ROW, Load, Program, ProgramBuilder, Store
@@ -80,16 +80,12 @@ def _fc_large_program(p: LayerParams, batch: int, unit: int, bias: float = 0.0) 
 
 
 def plan_fc(p: LayerParams) -> LayerPlan:
-    fail = first_failure(checks.check_fc_weight_zero_point(p), checks.check_fc_accum_factorizable(p),
-                          checks.check_fc_units(p), checks.check_fc_bias_fp16(p))
-    if fail:
-        return LayerPlan(False, fail, "fully_connected/cmsis")
     clamp, work = clamp_programs(p, p.batches * p.units)
     if not p.fc_large_input:
         programs = [(_fc_small_program(p), 1)] + clamp
-        fit = checks.check_programs_fit(p, programs)
-        if fit:
-            return LayerPlan(False, fit, "fully_connected/cmsis")
+        refusal = checks.first_failure("fully_connected", p, programs, needs=checks.NEEDS_PROGRAMS)
+        if refusal:
+            return LayerPlan.refused(refusal, "fully_connected/cmsis")
         return LayerPlan(True, None, "fully_connected/mvp", merge(programs), runs_on_mvp=True,
                          expand=lambda: (pr for pr, _ in programs), cpu_work=work)
     bias = np.frombuffer(p.bias_f16, dtype=np.float16) if p.bias_f16 else np.zeros(p.units, np.float16)
@@ -101,6 +97,7 @@ def plan_fc(p: LayerParams) -> LayerPlan:
         for program, _ in clamp:
             yield program
     programs = [(_fc_large_program(p, 0, 0), p.batches * p.units)] + merge(clamp)
-    return LayerPlan(False, checks.check_fc_large_input_flagged(p), "fully_connected/mvp-large", programs,
-                     runs_on_mvp=True, expand=expand, cpu_work=work,
+    flagged = checks.first_failure("fully_connected", p, effect=checks.FLAGS)
+    return LayerPlan(False, flagged.reason, "fully_connected/mvp-large", programs,
+                     runs_on_mvp=True, expand=expand, cpu_work=work, limit=flagged.limit,
                      note="vendor simulator logs this message although the large-input MVP path runs the layer")

@@ -27,6 +27,12 @@ class LayerPlan:
     # {"op": "conv1d_column", "out_x", ...}
     cpu_work: tuple = ()
     scratch_bytes: int = 0           # the fp16 scratch buffer the programs address (conv, transpose conv)
+    limit: str | None = None         # the specific limit behind `reason`, in words, with the numbers
+
+    @classmethod
+    def refused(cls, refusal, kernel: str) -> "LayerPlan":
+        """A layer a registered check refused (`mvp_checks.Refusal`): it runs on a CPU kernel."""
+        return cls(False, refusal.reason, kernel, limit=refusal.limit)
 
     @property
     def n_programs(self) -> int:

@@ -18,6 +18,10 @@ from simulator.mvp_plan.transpose_conv import plan_transpose_conv
 
 MVP_OPCODES = ("conv_2d", "depthwise_conv_2d", "fully_connected", "add", "mul", "average_pool_2d",
                "max_pool_2d", "transpose_conv")
+# the CPU kernel a refused layer falls back to: CMSIS-NN, or TFLM's reference kernel where CMSIS-NN
+# has none (transpose_conv) or the data is not int8
+CPU_KERNELS = {**dict.fromkeys(MVP_OPCODES, "cmsis"), "transpose_conv": "reference"}
+FALLBACK_KERNELS = {"check_int8": "reference"}
 
 
 def plan_layer(graph: Graph, op: Operator) -> LayerPlan:
@@ -26,9 +30,6 @@ def plan_layer(graph: Graph, op: Operator) -> LayerPlan:
     if code not in MVP_OPCODES:
         return LayerPlan(False, f"no MVP kernel for {code}", f"{code}/cpu", has_mvp_kernel=False)
     p = layer_params(graph, op)
-    fail = checks.check_int8(p)
-    if fail:
-        return LayerPlan(False, fail, f"{code}/reference")
     n_out = graph.op_outputs(op)[0].n_elements
     # layers repeat (mobilenets): plan each distinct shape once; plans are shared, do not mutate them
     key = (tuple(p.__dict__.values()), n_out)
@@ -45,6 +46,9 @@ _PLAN_CACHE: dict = {}
 
 def _plan(p: LayerParams, n_out: int) -> LayerPlan:
     code = p.opcode
+    refusal = checks.first_failure(code, p)     # the checks on the layer's parameters alone
+    if refusal:
+        return LayerPlan.refused(refusal, f"{code}/{FALLBACK_KERNELS.get(refusal.check, CPU_KERNELS[code])}")
     if code == "conv_2d":
         return plan_conv(p)
     if code == "depthwise_conv_2d":

@@ -11,7 +11,7 @@ from simulator import mvp_checks as checks
 from simulator.mvp_plan.common import RowSkips, merge, per_batch, per_pixel_classes, row_skips, window_runs
 from simulator.mvp_plan.params import MAX_N, MAX_STRIDE, S, LayerParams
 from simulator.mvp_plan.plan import LayerPlan
-from simulator.mvp_program import COL, ROW, VEC, Load, Program, ProgramBuilder, Store, violations
+from simulator.mvp_program import COL, ROW, VEC, Load, Program, ProgramBuilder, Store
 
 
 def _pool_opt_program(p: LayerParams, out_y: int, out_x: int) -> Program:
@@ -140,26 +140,32 @@ class PoolPaths:
     opt_feasible: bool
     generic_feasible: bool
     generic_programs: list
+    opt_problem: str | None = None       # why the optimized path cannot be built, with the numbers
+    generic_problem: str | None = None   # why the generic path cannot
 
 
 def _pool_paths(p: LayerParams, is_max: bool) -> PoolPaths:
+    half = " / 2" if p.c_in % 2 == 0 else ""
     cp = p.c_in // 2 if p.c_in % 2 == 0 else p.c_in
-    opt = (not is_max and cp <= MAX_N and p.h_in <= MAX_N and p.w_in <= MAX_N
-           and p.w_in * cp <= MAX_STRIDE and p.h_out <= MAX_N and p.w_out <= MAX_N
-           and p.w_out * cp <= MAX_STRIDE)
+    over = checks.over
+    opt_problem = "max pooling has no optimized path" if is_max else checks.first(
+        over(f"depth C{half}", cp, MAX_N), over("input height", p.h_in, MAX_N), over("input width", p.w_in, MAX_N),
+        over(f"input row stride W_in*C{half}", p.w_in * cp, MAX_STRIDE), over("output height", p.h_out, MAX_N),
+        over("output width", p.w_out, MAX_N), over(f"output row stride W_out*C{half}", p.w_out * cp, MAX_STRIDE))
     generic = _pool_generic_programs(p, is_max)
-    window_ok = p.fh * p.fw <= 512
-    gen_ok = (window_ok and p.stride_w * cp <= MAX_STRIDE and p.w_out * cp <= MAX_STRIDE
-              and not any(violations(pr) for pr, _ in generic))
-    return PoolPaths(opt, gen_ok, generic)
+    generic_problem = checks.first(
+        over(f"window {p.fh}x{p.fw}", p.fh * p.fw, checks.POOL_WINDOW_MAX),
+        over(f"column stride stride_w*C{half}", p.stride_w * cp, MAX_STRIDE),
+        over(f"output row stride W_out*C{half}", p.w_out * cp, MAX_STRIDE), checks.programs_violation(generic))
+    return PoolPaths(opt_problem is None, generic_problem is None, generic, opt_problem, generic_problem)
 
 
 def plan_pool(p: LayerParams, is_max: bool) -> LayerPlan:
     paths = _pool_paths(p, is_max)
     name = "max_pool_2d" if is_max else "average_pool_2d"
-    fail = checks.check_pool_path(p, paths)
-    if fail:
-        return LayerPlan(False, fail, f"{name}/cmsis")
+    refusal = checks.first_failure(name, p, paths, needs=checks.NEEDS_PATHS)
+    if refusal:
+        return LayerPlan.refused(refusal, f"{name}/cmsis")
     prefer_generic = p.h_out * p.w_out > (9 * p.fw * p.fh * p.c_in + 5) // 10
     if is_max or ((prefer_generic or not paths.opt_feasible) and paths.generic_feasible):
         return LayerPlan(True, None, f"{name}/mvp", merge(paths.generic_programs), runs_on_mvp=True,

@@ -131,9 +131,9 @@ def plan_transpose_conv(p: LayerParams) -> LayerPlan:
             if ky > 0 and kx > 0:
                 programs.append((_tc_scatter_program(p, y_first[ky], x_first[kx], 0), ny * nx * p.c_out * p.batches))
     programs.append((_tc_output_program(p), p.batches))
-    fail = checks.check_programs_fit(p, programs)
-    if fail:
-        return LayerPlan(False, fail, "transpose_conv/reference")
+    refusal = checks.first_failure("transpose_conv", p, programs, needs=checks.NEEDS_PROGRAMS)
+    if refusal:
+        return LayerPlan.refused(refusal, "transpose_conv/reference")
 
     def expand():
         for _ in range(p.batches):

@@ -18,7 +18,7 @@ class UserError(Exception):
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from simulator import report
+    from simulator import profile_table
     from simulator.errors import ModelError
     from simulator.profiler import attach_execution, profile_file
     from simulator.timing import load_timing_model
@@ -37,11 +37,11 @@ def _profile(args: argparse.Namespace) -> int:
         except ModelError as e:
             raise UserError(str(e)) from None
     if args.format == "json":
-        out = report.render_json(records) + "\n"
+        out = profile_table.render_json(records) + "\n"
     elif args.format == "csv":
-        out = report.render_csv(records)
+        out = profile_table.render_csv(records)
     else:
-        out = "\n".join(report.render_table(r) for r in records)
+        out = "\n".join(profile_table.render_table(r) for r in records)
     sys.stdout.write(out)
     return 0
 

@@ -1,4 +1,5 @@
-"""Renders a ProfileRecord as the vendor-style table, JSON or CSV."""
+"""The profile table: a ProfileRecord rendered as the vendor-style table, JSON or CSV (what
+`mvpfarm profile` prints)."""
 from __future__ import annotations
 
 import csv

@@ -55,7 +55,27 @@ def _sweep_run(args) -> int:
         print(f"mvpfarm: sweep {sweeps[len(done)].run_id} interrupted; what was measured is kept. Run the "
               "same command again to measure what is missing.", file=sys.stderr)
         return 130
-    return 0
+    failed = [why for why in (_nothing_measured(r, args.results) for r in done) if why]
+    for why in failed:
+        print(f"mvpfarm: {why}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _nothing_measured(result, results_dir) -> str | None:
+    """Why a run has no measurement at all (every row failed), with its commonest reason; None
+    when something was measured."""
+    from orchestrator.results_db import ResultsDB
+    with ResultsDB(results_dir, readonly=True) as db:
+        n_measured, n_failed = db.conn.execute(
+            "SELECT SUM(status='measured'), SUM(status='failed') FROM measurements WHERE run_id=?",
+            (result.run_id,)).fetchone()
+        if n_measured or not n_failed:
+            return None
+        reason, n = db.conn.execute(
+            "SELECT error, COUNT(*) AS n FROM measurements WHERE run_id=? AND status='failed' GROUP BY error"
+            " ORDER BY n DESC LIMIT 1", (result.run_id,)).fetchone()
+    return (f"sweep {result.run_id}: all {n_failed} measurements failed, nothing to rank"
+            f" ({n} of them: {reason}); the report says why for each")
 
 
 def _summary(result, results_dir) -> None:

@@ -44,7 +44,7 @@ import ray  # noqa: E402
 
 from orchestrator import board, build, sweep_file
 from orchestrator.progress import Counts, SweepProgress
-from orchestrator.results_db import HEARTBEAT_S, ResultsDB
+from orchestrator.results_db import HEARTBEAT_S, ResultsDB, plain_text
 from orchestrator.sweep_file import Sweep, TargetSpec
 from orchestrator.tips import TipNotApplicable, apply_tips
 from orchestrator.variants import Variant, expand
@@ -180,8 +180,12 @@ def _build_failure(e: BaseException, what: str = "conversion") -> str:
 
 
 def _ray_reason(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+    """A Ray error as a row's reason: the exception a task raised, with its own message (a
+    RayTaskError's text is Ray's coloured `ray::task() (pid=...)` banner, which says nothing)."""
+    cause = getattr(e, "cause", None)
+    if isinstance(e, ray.exceptions.RayTaskError) and isinstance(cause, BaseException):
+        e = cause
+    return plain_text(f"{type(e).__name__}: {build.one_line(e)}")[:300]
 
 
 # --- the run -----------------------------------------------------------------------------------

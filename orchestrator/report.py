@@ -32,6 +32,12 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{x:+.1f}%"
 
 
+def _missing(x) -> bool:
+    """None or NaN: a failed row's numbers (pandas reads an all-NULL column as None)."""
+    import pandas as pd
+    return x is None or bool(pd.isna(x))
+
+
 def _num(x, fmt="{:,}") -> str:
     import pandas as pd
     return "" if x is None or pd.isna(x) else fmt.format(x)
@@ -80,7 +86,7 @@ def write(db: ResultsDB, run_id: str, out_dir: str | Path, objective: str = "lat
     head = ["variant", "target", "status", "flash B", "RAM B", "MVP cycles", "CPU cycles", "latency ms",
             "unsupported", "error"]
     rows = [[r.variant, r.target, r.status, _num(r.flash_bytes), _num(r.ram_bytes), _num(r.accelerator_cycles),
-             _num(r.cpu_cycles), _num(r.latency_s * 1e3, "{:.3f}"), _num(r.n_unsupported), r.error or ""]
+             _num(r.cpu_cycles), _num(None if _missing(r.latency_s) else r.latency_s * 1e3, "{:.3f}"), _num(r.n_unsupported), r.error or ""]
             for r in df.itertuples()]
     sections.append(("Measurements", _md_table(head, rows), _html_table(head, rows)))
 

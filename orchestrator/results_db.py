@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
 from datetime import datetime, timedelta, timezone
@@ -147,6 +148,18 @@ class RunNotFound(LookupError):
 class ResultsCorrupt(Exception):
     """The results file is damaged or is not an mvpfarm result table; the message is one line
     with the path and what to do. Nothing has been written to the file."""
+
+
+# terminal escapes (CSI "\x1b[36m", OSC "\x1b]...\x07", two-byte "\x1bc") and other control characters
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
+REASON_MAX_CHARS = 500
+
+
+def plain_text(reason: str | None) -> str | None:
+    """A failure reason as stored: one line of plain text, no terminal escapes."""
+    if reason is None:
+        return None
+    return " ".join(_ESCAPES.sub("", str(reason)).split())[:REASON_MAX_CHARS]
 
 
 def now() -> str:
@@ -345,6 +358,7 @@ class ResultsDB:
         """Writes one measurement (and its layers) atomically; False if it was already there."""
         row = dict(row)
         row.setdefault("measured_at", now())
+        row["error"] = plain_text(row.get("error"))
         if record is not None:
             s = record["summary"]
             for k in ("flash_bytes", "ram_bytes", "ops", "macs", "n_layers", "n_unsupported",

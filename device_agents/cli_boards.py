@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 
@@ -146,12 +147,21 @@ def _agent_start(args: argparse.Namespace) -> int:
     if args.detach:
         print(f"{len(actors)} agent(s) registered; `mvpfarm boards list` shows them")
         return 0
-    print("agents running; Ctrl-C stops them", file=sys.stderr, flush=True)
+    # Ray's core worker installs a crash handler for SIGTERM that prints a stack dump; a service
+    # manager's stop is an ordinary end: take SIGTERM back and treat it like Ctrl-C
+    signal.signal(signal.SIGTERM, _interrupt)
+    print("agents running; Ctrl-C (or SIGTERM) stops them", file=sys.stderr, flush=True)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        print("mvpfarm: agents stopped", file=sys.stderr, flush=True)
+        ray.shutdown()
         return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def register(subparsers) -> None:

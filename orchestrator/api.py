@@ -23,24 +23,27 @@ def load_sweep(path: str | Path) -> sweep_file.Sweep:
 
 
 def run_sweep(path: str | Path, results_dir: str | Path = DEFAULT_RESULTS, address: str | None = None,
-              num_cpus: int | None = None, progress: bool | None = None, report: bool = True,
+              num_cpus: int | None = None, progress: bool | str | None = None, report: bool = True,
               cache_dir: str | Path | None = None, retry_failed: bool = False):
     """Runs (or resumes) the sweep in `path`; returns the `fanout.RunResult` (`.run_id`)."""
     return run_sweeps([path], results_dir, address, num_cpus, progress, report, cache_dir, retry_failed)[0]
 
 
 def run_sweeps(sweeps: list, results_dir: str | Path = DEFAULT_RESULTS, address: str | None = None,
-               num_cpus: int | None = None, progress: bool | None = None, report: bool = True,
+               num_cpus: int | None = None, progress: bool | str | None = None, report: bool = True,
                cache_dir: str | Path | None = None, retry_failed: bool = False,
-               on_result: Callable | None = None) -> list:
+               on_result: Callable | None = None, verbose: bool = False) -> list:
     """Runs (or resumes) several sweeps, given as files or loaded `Sweep`s, one after another on
     one Ray connection (`fanout.Session`): the later sweeps reuse build workers that have already
     imported TensorFlow. Every file is checked before any work starts. `on_result` is called with
-    each sweep's `fanout.RunResult` as it ends; returns them all."""
+    each sweep's `fanout.RunResult` as it ends; returns them all. `progress`: None (a bar on a
+    terminal, else a log line per measurement on stderr), True (a bar), "lines", or False (silent);
+    `verbose` lets Ray's own banners and warnings through."""
     sweeps = [s if isinstance(s, sweep_file.Sweep) else load_sweep(s) for s in sweeps]
     from orchestrator import fanout
     out = []
-    with fanout.Session(sweeps, address=address, num_cpus=num_cpus) as session:
+    with fanout.Session(sweeps, address=address, num_cpus=num_cpus, progress=progress,
+                        verbose=verbose) as session:
         for sweep in sweeps:
             out.append(fanout.run(sweep, results_dir, progress=progress, cache_dir=cache_dir,
                                   retry_failed=retry_failed, session=session))

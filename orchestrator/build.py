@@ -66,6 +66,11 @@ def base_key(base: dict) -> str:
     return _digest({"base": base, "tensorflow": tensorflow_version()})
 
 
+def describe_base(base: dict) -> str:
+    """The sweep file's base as people read it: `builtin = ds_cnn`."""
+    return ", ".join(f"{k} = {v}" for k, v in base.items() if k in ("builtin", "builder", "keras", "kwargs"))
+
+
 def cached_tflite(cache_dir: str | Path, key: str) -> bytes | None:
     p = Path(cache_dir) / "tflite" / f"{key}.tflite"
     return p.read_bytes() if p.is_file() else None

@@ -48,7 +48,8 @@ def _sweep_run(args) -> int:
         done.append(result)
     try:
         api.run_sweeps(sweeps, args.results, address=args.address, num_cpus=args.num_cpus, report=False,
-                       retry_failed=args.retry_failed, on_result=ended)
+                       retry_failed=args.retry_failed, on_result=ended,
+                       progress=False if args.quiet else None, verbose=args.verbose)
     except fanout.SweepError as e:
         raise _user_error(str(e)) from None
     except KeyboardInterrupt:
@@ -80,9 +81,7 @@ def _nothing_measured(result, results_dir) -> str | None:
 
 def _summary(result, results_dir) -> None:
     from orchestrator import api
-    c = result.counts
-    print(f"run {result.run_id}: {c.profiled} measured"
-          + (f" ({c.boards} on boards)" if c.boards else "") + f", {c.failed} failed"
+    print(f"run {result.run_id}: {counts_line(result.counts)}"
           + (f", {result.n_skipped} already in the table" if result.n_skipped else "")
           + f" ({result.db_path})")
     if result.boards:
@@ -95,14 +94,19 @@ def _summary(result, results_dir) -> None:
         print(f"no ranking: {e}")
 
 
+def counts_line(c) -> str:
+    """`14 measured (4 on boards), 2 not applicable, 0 failed`: a run's outcome in words."""
+    return (f"{c.profiled} measured" + (f" ({c.boards} on boards)" if c.boards else "")
+            + (f", {c.not_applicable} not applicable" if c.not_applicable else "") + f", {c.failed} failed")
+
+
 def _print_boards(result) -> None:
+    from orchestrator import terminal
     from orchestrator.report import board_rows
     for note in result.board_notes:
         print(f"boards: {note}")
     head, rows = board_rows(result.boards)
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    for r in [head] + rows:     # the reason last and unpadded: it can be long
-        print("  ".join(str(x).ljust(w) for x, w in zip(r[:-1], widths)) + "  " + str(r[-1]))
+    print(terminal.table(head, rows, [False, False, False, True, True, True, True, False]), end="")
 
 
 def _weights(text: str | None) -> dict | None:
@@ -131,14 +135,15 @@ def _rank(args) -> int:
 
 
 def _results_list(args) -> int:
-    from orchestrator import api
+    from orchestrator import api, terminal
     runs = api.runs(args.results)
     if not runs:
         print(f"no runs in {args.results}")
         return 0
-    print(f"{'run':<32} {'status':<12} {'measured':>8} {'failed':>6}  updated")
-    for r in runs:
-        print(f"{r['run_id']:<32} {r['status']:<12} {r['n_measured']:>8} {r['n_failed']:>6}  {r['updated_at']}")
+    head = ["run", "status", "measured", "not applicable", "failed", "updated"]
+    rows = [[r["run_id"], r["status"], r["n_measured"], r["n_not_applicable"], r["n_failed"], r["updated_at"]]
+            for r in runs]
+    print(terminal.table(head, rows, [False, False, True, True, True, False]), end="")
     for r in runs:
         if r["status"] == "interrupted":
             print(f"{r['run_id']} was interrupted (its driver stopped before the end): resume it with "
@@ -187,6 +192,11 @@ def register(sub) -> None:
                      help="CPUs of the local Ray (default: all)")
     run.add_argument("--retry-failed", action="store_true",
                      help="measure the failed variants of an earlier run of this file again")
+    run.add_argument("--quiet", "-q", action="store_true",
+                     help="no progress: neither the bar (on a terminal) nor a log line per measurement "
+                          "(otherwise) on stderr; the summary is still printed")
+    run.add_argument("--verbose", "-v", action="store_true",
+                     help="let Ray's own banners, warnings and worker logs through to stderr")
     run.set_defaults(func=_guarded(_sweep_run))
 
     rank = sub.add_parser("rank", help="rank the tips of a sweep run",

@@ -43,8 +43,9 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 import ray  # noqa: E402
 
 from orchestrator import board, build, sweep_file
+from orchestrator import progress as progress_mod
 from orchestrator.progress import Counts, SweepProgress
-from orchestrator.results_db import HEARTBEAT_S, ResultsDB, plain_text
+from orchestrator.results_db import HEARTBEAT_S, NOT_APPLICABLE, ResultsDB, plain_text
 from orchestrator.sweep_file import Sweep, TargetSpec
 from orchestrator.tips import TipNotApplicable, apply_tips
 from orchestrator.variants import Variant, expand
@@ -71,18 +72,22 @@ def tool_versions() -> dict:
 
 
 # --- Ray ---------------------------------------------------------------------------------------
-def connect(address: str | None = None, num_cpus: int | None = None, resources: dict | None = None) -> bool:
+def connect(address: str | None = None, num_cpus: int | None = None, resources: dict | None = None,
+            progress: bool | str | None = False, verbose: bool = False) -> bool:
     """Connects to the cluster at `address` (or RAY_ADDRESS), else starts a local Ray on
     127.0.0.1 offering `resources` (e.g. the board resources of virtual boards). Returns True if
-    this call started Ray (and so should shut it down)."""
+    this call started Ray (and so should shut it down). `progress` as `progress.mode` takes it;
+    Ray's own banners, warnings and worker logs reach stderr only when `verbose`."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"     # every node on 127.0.0.1
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    common = dict(log_to_driver=False, logging_level=logging.WARNING)
+    common = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
     if address:
+        progress_mod.step(f"connecting to the Ray cluster at {address}", progress)
         ray.init(address=address, **common)
     else:
+        progress_mod.step("starting a local Ray on 127.0.0.1", progress)
         _loopback_only()
         os.environ.setdefault("RAY_num_workers_soft_limit", str(worker_soft_limit(num_cpus or os.cpu_count() or 1)))
         ray.init(address="local", num_cpus=num_cpus, resources=resources or None, include_dashboard=False,
@@ -97,13 +102,15 @@ class Session:
     with the first sweep that has work (one with nothing left to measure needs none), offering
     the virtual boards of every sweep's board targets, and stops when the session ends."""
 
-    def __init__(self, sweeps: list[Sweep], address: str | None = None, num_cpus: int | None = None):
-        self.address, self.num_cpus = address, num_cpus
+    def __init__(self, sweeps: list[Sweep], address: str | None = None, num_cpus: int | None = None,
+                 progress: bool | str | None = False, verbose: bool = False):
+        self.address, self.num_cpus, self.progress, self.verbose = address, num_cpus, progress, verbose
         self.resources = _virtual_board_resources([t for s in sweeps for t in s.targets if t.kind == "board"])
         self.started = False
 
     def connect(self) -> None:
-        self.started |= connect(self.address, self.num_cpus, resources=self.resources)
+        self.started |= connect(self.address, self.num_cpus, resources=self.resources, progress=self.progress,
+                                verbose=self.verbose)
 
     def __enter__(self) -> "Session":
         return self
@@ -250,7 +257,8 @@ def run(sweep: Sweep, results_dir: str | Path = "results", address: str | None =
             session.connect()
             started = False
         else:
-            started = connect(address, num_cpus, resources=_virtual_board_resources(board_targets))
+            started = connect(address, num_cpus, resources=_virtual_board_resources(board_targets),
+                              progress=progress)
         t0 = time.perf_counter()
         fleets: dict = {}
         run_started = False
@@ -344,14 +352,16 @@ class _Runner:
         # them all before any profile task, and no result would land until the very end. One
         # more than the CPUs, so that a freed CPU never waits for the driver.
         self.max_building = max(1, int(result.n_cpus or 1)) + 1
+        self.bar: SweepProgress | None = None
 
     @property
     def counts(self) -> Counts:
         return self.result.counts
 
-    def run(self, jobs: list[_Job], progress: bool | None) -> None:
-        base_spec = self._base_spec()
+    def run(self, jobs: list[_Job], progress: bool | str | None) -> None:
+        base_spec = self._base_spec(progress)
         with SweepProgress(self.counts, progress, self.sweep.name) as bar:
+            self.bar = bar
             try:
                 for job in jobs:
                     self._submit(job, base_spec)
@@ -377,11 +387,12 @@ class _Runner:
                 # reaping a departed driver's workers), and nothing they return is written.
                 raise
 
-    def _base_spec(self) -> dict:
+    def _base_spec(self, progress: bool | str | None) -> dict:
         cached = Path(self.cache_dir) / "base" / f"{build.base_key(self.sweep.base)}.json"
         if cached.is_file():
             spec = json.loads(cached.read_text())
         else:
+            progress_mod.step(f"building the base model ({build.describe_base(self.sweep.base)})", progress)
             try:
                 spec = ray.get(base_config_task.remote(self.sweep.base, self.cache_dir))
             except ray.exceptions.RayTaskError as e:
@@ -400,7 +411,7 @@ class _Runner:
             spec = apply_tips(base_spec, job.variant.levels)
         except TipNotApplicable as e:
             for t in job.targets:
-                self._write(job, t, {}, error=f"not applicable: {e}")
+                self._write(job, t, {}, error=f"{NOT_APPLICABLE}{e}")
             return
         key = build.variant_key(spec, self.build_settings)
         job.spec_key = key
@@ -519,7 +530,11 @@ class _Runner:
                "build_cached": None if not meta else int(bool(meta.get("cached"))),
                "tool_versions_json": self.versions_json}
         self.db.write(row, record)
-        if error:
+        if error and error.startswith(NOT_APPLICABLE):
+            self.counts.not_applicable += 1
+        elif error:
             self.counts.failed += 1
         else:
             self.counts.profiled += 1
+        if self.bar is not None:
+            self.bar.finished(v.id, target.key, record["summary"] if record else None, error)

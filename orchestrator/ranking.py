@@ -10,8 +10,9 @@ the board's memory.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
+
+from orchestrator import units
 
 OBJECTIVES = ("latency", "ram", "flash", "weighted")
 _METRICS = {"latency": "latency_s", "ram": "ram_bytes", "flash": "flash_bytes",
@@ -31,6 +32,7 @@ class Ranking:
     entries: list[dict]                      # ranked, best first (per target)
     notes: list[str] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
+    bases: dict = field(default_factory=dict)   # target -> the base's row (its absolute numbers)
 
     def to_json_list(self) -> list[dict]:
         """The interface-contract form: one object per ranked tip level, ordered by rank."""
@@ -43,35 +45,44 @@ class Ranking:
         return json.dumps(self.to_json_list(), indent=1)
 
     def to_table(self) -> str:
-        head = ["rank", "tip", "level", self.objective_label, "latency", "RAM", "flash", "CPU cyc",
-                "MVP cyc", "MVP layers", "Pareto"]
-        rows = [[str(e["rank"]), e["tip"], e["level"], _pct(e["objective_change_pct"]),
-                 _pct(e["latency_change_pct"]), _pct(e["ram_change_pct"]), _pct(e["flash_change_pct"]),
-                 _pct(e["cpu_cycles_change_pct"]), _pct(e["accelerator_cycles_change_pct"]),
-                 f"{e['mvp_layers_change']:+d}", "*" if e["pareto"] else ""] for e in self.entries]
-        n_left = 3
-        if len({e["target"] for e in self.entries}) > 1:     # each target is ranked on its own
-            head.insert(3, "target")
-            for r, e in zip(rows, self.entries):
-                r.insert(3, e["target"])
-            n_left = 4
-        widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-        lines = [f"Tip ranking for {self.run_id} (change against the base; lower is better)", ""]
-        lines += ["  ".join(c.ljust(w) if i < n_left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                  for r in [head] + rows]
+        """One table per target (each is ranked on its own): the base's numbers first, then each
+        variant's numbers beside its change against the base, best first."""
+        from orchestrator import terminal
+        from orchestrator.target_names import target_name
+        weighted = self.objective == "weighted"
+        head = ["rank", "variant"] + (["weighted change"] if weighted else []) + \
+            ["latency", "change", "RAM", "change", "flash", "change", "MVP layers", "Pareto"]
+        numeric = [True, False] + ([True] if weighted else []) + [True] * 7 + [False]
+        what = f"ranked by {self.objective_label}, lower is better"
+        lines = []
+        for target in dict.fromkeys([*self.bases, *(e["target"] for e in self.entries)]):
+            b = self.bases.get(target, {})
+            rows = [["base", "(the base model)"] + ([""] if weighted else [])
+                    + [units.ms(b.get("latency_s")), "", units.kb(b.get("ram_bytes")), "",
+                       units.kb(b.get("flash_bytes")), "", _count(b.get("n_layers_on_mvp")), ""]]
+            for e in (e for e in self.entries if e["target"] == target):
+                rows.append([str(e["rank"]), e["variant"]]
+                            + ([units.pct(e["objective_change_pct"])] if weighted else [])
+                            + [units.ms(e["latency_s"]), units.pct(e["latency_change_pct"]),
+                               units.kb(e["ram_bytes"]), units.pct(e["ram_change_pct"]),
+                               units.kb(e["flash_bytes"]), units.pct(e["flash_change_pct"]),
+                               f"{_count(e.get('n_layers_on_mvp'))} ({e['mvp_layers_change']:+d})",
+                               "*" if e["pareto"] else ""])
+            lines.append(terminal.table(head, rows, numeric,
+                                        title=f"Tip ranking for {self.run_id} on {target_name(target)} ({what})"))
         if self.notes:
-            lines += ["", "Notes:"] + [f"- {n}" for n in self.notes]
+            lines += ["Notes:"] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
     @property
     def objective_label(self) -> str:
         if self.objective != "weighted":
-            return f"{self.objective} (objective)"
-        return "weighted (" + ", ".join(f"{k} {v:g}" for k, v in self.weights.items()) + ")"
+            return self.objective
+        return "weighted change (" + ", ".join(f"{k} {v:g}" for k, v in self.weights.items()) + ")"
 
 
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{x:+.1f}%"
+def _count(x) -> str:
+    return "" if units.missing(x) else str(int(x))
 
 
 def change_pct(value, base) -> float | None:
@@ -80,9 +91,7 @@ def change_pct(value, base) -> float | None:
     return (float(value) - float(base)) / float(base) * 100.0
 
 
-def _nan(x) -> bool:
-    """NaN or pandas' NA: a missing value from a DataFrame."""
-    return (isinstance(x, float) and math.isnan(x)) or type(x).__name__ == "NAType"
+_nan = units.missing
 
 
 def pareto_front(points: list[tuple]) -> list[bool]:
@@ -116,11 +125,13 @@ def rank(measurements, objective: str = "latency", weights: dict | None = None, 
 
 
 def _rank_target(rows: list[dict], target: str, weights: dict, out: Ranking, multi: bool) -> None:
-    where = f" on {target}" if multi else ""
+    from orchestrator.target_names import target_name
+    where = f" on {target_name(target)}" if multi else ""
     base = next((r for r in rows if r["variant"] == "base"), None)
     if base is None or base["latency_s"] is None:
         why = "has no measurement" if base is None else f"failed ({base['error']})"
         raise RankingError(f"the base model {why}{where}: nothing to rank against")
+    out.bases[target] = base
     if base["status"] == "failed":
         out.notes.append(f"the base model itself {base['error']}{where}")
     entries = []
@@ -133,7 +144,8 @@ def _rank_target(rows: list[dict], target: str, weights: dict, out: Ranking, mul
             continue
         e = {"variant": r["variant"], "target": target, "tip": r["tip"], "level": r["level"],
              "status": r["status"], "error": r["error"],
-             "latency_s": r["latency_s"], "ram_bytes": r["ram_bytes"], "flash_bytes": r["flash_bytes"]}
+             "latency_s": r["latency_s"], "ram_bytes": r["ram_bytes"], "flash_bytes": r["flash_bytes"],
+             "n_layers_on_mvp": r.get("n_layers_on_mvp")}
         for name, col in _METRICS.items():
             e[f"{name}_change_pct"] = change_pct(r[col], base[col])
         e["mvp_layers_change"] = int((r["n_layers_on_mvp"] or 0) - (base["n_layers_on_mvp"] or 0))

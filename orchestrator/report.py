@@ -10,8 +10,10 @@ import html
 import json
 from pathlib import Path
 
+from orchestrator import build
 from orchestrator import ranking as ranking_mod
 from orchestrator.results_db import ResultsDB
+from orchestrator.target_names import target_name
 
 N_BEST = 3
 
@@ -58,7 +60,7 @@ def write(db: ResultsDB, run_id: str, out_dir: str | Path, objective: str = "lat
 
     sections: list[tuple[str, str, str]] = []     # (title, markdown, html)
     base = json.loads(info["base_json"])
-    base_desc = ", ".join(f"{k} = {v}" for k, v in base.items() if k in ("builtin", "builder", "keras", "kwargs"))
+    base_desc = build.describe_base(base)
     meta = [["run", run_id], ["sweep file", info["sweep_path"]], ["base", base_desc], ["mode", info["mode"]],
             ["status", info["status"]], ["measurements", f"{(df['status'] == 'measured').sum()} measured, "
                                                           f"{(df['status'] == 'failed').sum()} failed"],
@@ -116,7 +118,7 @@ def write(db: ResultsDB, run_id: str, out_dir: str | Path, objective: str = "lat
 def board_rows(boards: list[dict]) -> tuple[list[str], list[list]]:
     """The boards' states as a table: also what `mvpfarm sweep run` prints at the end."""
     head = ["board", "target", "state", "jobs measured", "faults", "garbage B", "timeouts", "reason"]
-    rows = [[b["board_id"], b.get("target", b.get("kind", "")), b["state"], b.get("jobs_measured", 0),
+    rows = [[b["board_id"], target_name(b.get("target", b.get("kind", ""))), b["state"], b.get("jobs_measured", 0),
              len(b.get("faults", [])), b.get("garbage_bytes", 0), b.get("timeouts", 0), b.get("reason") or ""]
             for b in boards]
     return head, rows

@@ -39,6 +39,8 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from orchestrator.target_names import target_name
+
 DB_NAME = "mvpfarm.sqlite"
 
 SCHEMA = """
@@ -124,7 +126,8 @@ CREATE TABLE IF NOT EXISTS board_states (
 );
 """
 
-# The export's columns, in order: the interface contract first.
+# The export's columns, in order: the interface contract first. The export adds `target_name`
+# after `target`: the target in the words the terminal and the report use.
 EXPORT_COLUMNS = ["run_id", "variant", "tip", "level", "target", "status", "error", "flash_bytes",
                   "ram_bytes", "accelerator_cycles", "cpu_cycles", "latency_s", "n_unsupported",
                   "n_layers", "n_layers_on_mvp", "ops", "macs", "accelerator", "timing", "source",
@@ -139,6 +142,19 @@ INT_COLUMNS = ["flash_bytes", "ram_bytes", "accelerator_cycles", "cpu_cycles", "
 # STALE_S has lost its driver (a driver blocked for that long in one call is not a running sweep).
 HEARTBEAT_S = 10.0
 STALE_S = 120.0
+
+
+# A tip that does not apply to the base is stored as a failed row whose error starts with this:
+# the table keeps it (with the reason), summaries count it apart from failures.
+NOT_APPLICABLE = "not applicable: "
+OUTCOMES = ("measured", "not applicable", "failed")
+
+
+def outcome(status: str, error: str | None) -> str:
+    """measured, not applicable (a tip that does not apply) or failed: how summaries count a row."""
+    if status == "measured":
+        return "measured"
+    return "not applicable" if (error or "").startswith(NOT_APPLICABLE) else "failed"
 
 
 class RunNotFound(LookupError):
@@ -313,7 +329,10 @@ class ResultsDB:
         rows = self.conn.execute(
             "SELECT r.*, (SELECT COUNT(*) FROM measurements m WHERE m.run_id=r.run_id AND m.status='measured')"
             " AS n_measured, (SELECT COUNT(*) FROM measurements m WHERE m.run_id=r.run_id AND"
-            " m.status='failed') AS n_failed FROM runs r ORDER BY updated_at, created_at").fetchall()
+            " m.status='failed' AND m.error LIKE ? || '%') AS n_not_applicable,"
+            " (SELECT COUNT(*) FROM measurements m WHERE m.run_id=r.run_id AND m.status='failed'"
+            " AND (m.error IS NULL OR m.error NOT LIKE ? || '%')) AS n_failed"
+            " FROM runs r ORDER BY updated_at, created_at", (NOT_APPLICABLE, NOT_APPLICABLE)).fetchall()
         out = []
         for r in rows:
             d = dict(r)
@@ -411,6 +430,7 @@ class ResultsDB:
                          self.conn, params=[run_id])
         for col in INT_COLUMNS:     # failed rows have NULLs: keep integers integers
             df[col] = df[col].astype("Int64")
+        df.insert(df.columns.get_loc("target") + 1, "target_name", [target_name(t) for t in df["target"]])
         return df
 
     def layers(self, run_id: str, variant: str | None = None):
@@ -435,6 +455,7 @@ class ResultsDB:
             rows = [dict(r) for r in self.conn.execute(
                 f"SELECT {', '.join(EXPORT_COLUMNS)} FROM measurements WHERE run_id=? ORDER BY id", (run_id,))]
             for r in rows:
+                r["target_name"] = target_name(r["target"])
                 r["levels"] = json.loads(r.pop("levels_json"))
                 r["tool_versions"] = json.loads(r.pop("tool_versions_json") or "{}")
             out.write_text(json.dumps(rows, indent=1) + "\n")

@@ -150,8 +150,8 @@ def _agent_start(args: argparse.Namespace) -> int:
     # Ray's core worker installs a crash handler for SIGTERM that prints a stack dump; a service
     # manager's stop is an ordinary end: take SIGTERM back and treat it like Ctrl-C
     signal.signal(signal.SIGTERM, _interrupt)
-    print("agents running; Ctrl-C (or SIGTERM) stops them", file=sys.stderr, flush=True)
     try:
+        print("agents running; Ctrl-C (or SIGTERM) stops them", file=sys.stderr, flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

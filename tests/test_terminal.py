@@ -68,7 +68,7 @@ def test_a_sweep_without_a_terminal_logs_one_line_per_measurement(tmp_path):
     by_variant = {ln.split("] ", 1)[1].split(" on ")[0]: ln for ln in counted}
     assert re.fullmatch(r"\[\d/3\] base on simulator mvp, board timing: [\d.]+ ms, [\d.]+ kB RAM, "
                         r"[\d.]+ kB flash", by_variant["base"])
-    assert "filters=0.5 on simulator mvp, board timing: not applicable: no convolution filters" in by_variant["filters=0.5"]
+    assert "filters=0.5 on simulator mvp, board timing: not applicable: " in by_variant["filters=0.5"]
     assert "Token authentication" not in run.stderr and "core_worker" not in run.stderr
 
     out = run.stdout

@@ -27,7 +27,8 @@ import numpy as np
 from simulator.profiler import DEFAULT_TIMING, profile_model
 from simulator.record import ProfileRecord
 
-DEFAULT_REPORTS = Path(__file__).resolve().parents[1] / "tests" / "data" / "zoo" / "device_reports.json"
+# shipped with the package (a copy of the zoo's published reports: tests check it is the same)
+DEFAULT_REPORTS = Path(__file__).resolve().parent / "data" / "device_reports.json"
 
 
 @dataclass(frozen=True)

@@ -21,18 +21,18 @@ def _profile(args: argparse.Namespace) -> int:
     from simulator import profile_table
     from simulator.errors import ModelError
     from simulator.profiler import attach_execution, profile_file
-    from simulator.timing import load_timing_model
+    from orchestrator.timing_models import resolve as resolve_timing
 
     try:
-        load_timing_model(args.timing)
+        timing = resolve_timing(args.timing)
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise UserError(f"--timing {args.timing}: {e}") from None
     records = []
     for path in args.models:
         try:
-            rec = profile_file(path, accelerator=args.accelerator, timing=args.timing, clock_hz=args.clock_hz)
+            rec = profile_file(path, accelerator=args.accelerator, timing=timing, clock_hz=args.clock_hz)
             if args.execute:
-                attach_execution(rec, path, seed=args.seed, count=args.count)
+                attach_execution(rec, path, seed=args.seed, count=args.count, timing=timing)
             records.append(rec)
         except ModelError as e:
             raise UserError(str(e)) from None

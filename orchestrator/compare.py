@@ -27,6 +27,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from orchestrator.timing_models import resolve as resolve_timing
 from simulator.errors import ModelError
 from simulator.record import (CLOCK_HZ_DEFAULT, DEVICE_SOURCE, LayerRecord, ModelInfo, ProfileRecord, Summary,
                               Target)
@@ -553,19 +554,6 @@ def profile_models(paths, timing: str = "board", results_dir: str | Path = "resu
         return {f.stem: profile_file(f, timing=timing) for f in files}
     except ModelError as e:
         raise CompareError(str(e)) from None
-
-
-def resolve_timing(timing: str, results_dir: str | Path = "results") -> str:
-    """A timing model's name or path as the profiler takes it: a model that `mvpfarm calibrate`
-    saved under RESULTS/timing_models/ by its path, so that it is found whatever the cwd."""
-    from simulator.timing import MODELS_DIR, load_timing_model, user_models_dir
-    if Path(timing).suffix == ".json" or (MODELS_DIR / f"{timing}.json").is_file():
-        return timing
-    user = user_models_dir(results_dir) / f"{timing}.json"
-    if user.is_file():
-        return str(user)
-    load_timing_model(timing, results_dir)      # raises ModelError listing the known ones
-    return timing
 
 
 # -- runs in the result table (read-only queries on top of results_db) ---------------------------

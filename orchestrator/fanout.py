@@ -161,11 +161,12 @@ def build_task(spec: dict, build_settings: dict, cache_dir: str):
 # ray.timeline()), and a simulator worker's cold start held a build slot idle for a second.
 @ray.remote(num_cpus=0, max_retries=MAX_RETRIES, runtime_env=_worker_env("simulator"))
 def profile_task(data: bytes, target: dict, name: str) -> dict:
+    from orchestrator.timing_models import resolve as resolve_timing
     from simulator.errors import ModelError
     from simulator.profiler import profile_model
     t0 = time.perf_counter()
     try:
-        record = profile_model(data, accelerator=target["accelerator"], timing=target["timing"],
+        record = profile_model(data, accelerator=target["accelerator"], timing=resolve_timing(target["timing"]),
                                name=name, clock_hz=target["clock_hz"])
     except ModelError as e:
         return {"ok": False, "error": f"profiler error: {e}", "profile_s": time.perf_counter() - t0}

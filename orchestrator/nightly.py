@@ -231,7 +231,7 @@ def load_suite(path: str | Path) -> Suite:
 
 def _timing_problem(name) -> str | None:
     from simulator.errors import ModelError
-    from simulator.timing import load_timing_model
+    from orchestrator.timing_models import load as load_timing_model
     if not isinstance(name, str):
         return f"{name!r} is not a timing model name"
     try:
@@ -297,6 +297,7 @@ def run_sweep_entry(entry: SweepEntry, sweep, results_dir: Path, session) -> str
 def run_models_entry(entry: ModelsEntry, suite: Suite, stamp: str, db: ResultsDB) -> str:
     """Profiles the entry's files on its simulator targets here (no TensorFlow, no Ray)."""
     from simulator.errors import ModelError
+    from orchestrator.timing_models import resolve as resolve_timing
     from simulator.profiler import profile_file
     run_id = f"{entry.name}.nightly-{stamp}"
     db.start_run(run_id, f"{entry.name}.nightly-{stamp}", str(suite.path), suite.sha256, suite.text,
@@ -306,7 +307,7 @@ def run_models_entry(entry: ModelsEntry, suite: Suite, stamp: str, db: ResultsDB
         for t in entry.targets:
             row = _row(run_id, f.stem, t.key, "simulator", t.accelerator, t.timing)
             try:
-                rec = profile_file(f, accelerator=t.accelerator, timing=t.timing, clock_hz=t.clock_hz)
+                rec = profile_file(f, accelerator=t.accelerator, timing=resolve_timing(t.timing), clock_hz=t.clock_hz)
                 db.write(row, rec.to_dict())
             except ModelError as e:
                 db.write({**row, "status": "failed", "error": f"profiler error: {e}"}, None)

@@ -405,7 +405,7 @@ def _board_target(t: dict, where: str, fail) -> TargetSpec:
 def _timing_problem(name) -> str | None:
     if not isinstance(name, str):
         return f"{name!r} is not a timing model name"
-    from simulator.timing import load_timing_model
+    from orchestrator.timing_models import load as load_timing_model
     try:
         load_timing_model(name)
     except (FileNotFoundError, ValueError, KeyError, OSError) as e:

@@ -17,21 +17,15 @@ Every parameter fitted from device data starts from a prior that has seen none o
 accelerator parameters, the CPU model's hand estimates, no overlap), so leave-one-model-out
 cross-validation refits everything without the held-out model and never peeks at it.
 
-Device records saved as profile-record JSON (what the device agents produce):
-
-    python -m simulator.calibration RECORDS.json --models MODELS_DIR [--base board] [--name NAME]
-
-The built-in `board` model comes from the vendor's published reports, which device_agents.published
-imports (the simulator never imports device_agents), so its command lives with the benchmark:
+The farm's `mvpfarm calibrate` runs it on device records from any source. The built-in `board` model
+comes from the vendor's published reports; its command lives with the benchmark:
 
     .venv/bin/python bench/latency_fidelity.py --write-board simulator/timing_models/board.json
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,8 +37,8 @@ from simulator.errors import ModelError
 from simulator.graph import Graph
 from simulator.mvp_plan import LayerPlan, plan_layer
 from simulator.record import ProfileRecord
-from simulator.timing import (DEFAULT_RESULTS_DIR, MODELS_DIR, POOLED_MVP_KEY, SCHEMA_VERSION, TimingModel,
-                              load_timing_model, user_models_dir)
+from simulator.timing import (MODELS_DIR, POOLED_MVP_KEY, SCHEMA_VERSION, TimingModel, load_timing_model,
+                              user_models_dir)
 from simulator.tflite_reader import read_model_file
 
 PRIOR_ACCELERATOR = "vendor-sim"
@@ -266,11 +260,12 @@ def mean_abs(rows: list[dict]) -> float:
 
 
 def calibrate(device_records, model_paths, base: str = "board", name: str = "calibrated",
-              results_dir: str | Path = DEFAULT_RESULTS_DIR) -> tuple[dict, dict]:
+              results_dir: str | Path | None = None) -> tuple[dict, dict]:
     """Fits a timing model to device records; returns (its JSON form, the cross-validation report).
 
     The report holds the leave-one-model-out error per model of the fitting procedure and, on the
-    same records, the error of `base` (the timing model a user would otherwise use);
+    same records, the error of `base` (the timing model a user would otherwise use, found in
+    RESULTS/timing_models/ too when `results_dir` is given);
     `report["accepted"]` says whether the fit predicts held-out models at least as well."""
     samples = match(device_records, model_paths)
     tm = fit(samples, name=name)
@@ -293,7 +288,7 @@ def calibrate(device_records, model_paths, base: str = "board", name: str = "cal
     return params, report
 
 
-def save_timing_model(params: dict, name: str, results_dir: str | Path = DEFAULT_RESULTS_DIR,
+def save_timing_model(params: dict, name: str, results_dir: str | Path | None = None,
                       path: str | Path | None = None) -> Path:
     """Writes a fitted timing model as RESULTS/timing_models/NAME.json (or to `path`), so that
     `--timing NAME` finds it. Refuses one whose cross-validated error is worse than its base's."""
@@ -309,6 +304,8 @@ def save_timing_model(params: dict, name: str, results_dir: str | Path = DEFAULT
     if path is None:
         if (MODELS_DIR / f"{name}.json").exists():
             raise ModelError(f"{name}: a built-in timing model has that name; choose another")
+        if results_dir is None:
+            raise ModelError(f"{name}: where to save it: give a results folder or a path")
         path = user_models_dir(results_dir) / f"{name}.json"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -329,55 +326,3 @@ def format_report(report: dict) -> str:
     lines.append(f"{'mean absolute error':32s} {'':11s} {'':11s} {report['mean_abs_error']:8.1%} "
                  f"{report['base']['mean_abs_error']:16.1%}")
     return "\n".join(lines)
-
-
-def load_records(path: str | Path) -> list[ProfileRecord]:
-    """Device records saved as profile-record JSON: one record, a list, or {name: record}.
-    (The vendor's published report shape is imported by device_agents.published.)"""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ModelError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{p}: not a JSON file: {e}") from None
-    items = data if isinstance(data, list) else list(data.values()) if isinstance(data, dict) and "model" not in data else [data]
-    try:
-        return [ProfileRecord.from_dict(d) for d in items]
-    except (KeyError, TypeError, AttributeError) as e:
-        raise ModelError(f"{p}: not profile records ({e}); vendor reports: use device_agents.published") from None
-
-
-def run(records, model_paths, base: str, name: str, results_dir, out: str | None) -> int:
-    """Calibrate, print the cross-validation table, save if it beats `base`. Exit status."""
-    params, report = calibrate(records, model_paths, base=base, name=name, results_dir=results_dir)
-    print(format_report(report))
-    try:
-        path = save_timing_model(params, name, results_dir, path=out)
-    except ModelError as e:
-        print(e, file=sys.stderr)
-        return 1
-    print(f"saved {path}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m simulator.calibration", description=(
-        "Fit a timing model to device profile records (JSON) and save it if its leave-one-model-out "
-        "latency error beats the base model's."))
-    ap.add_argument("records", help="device profile records (JSON)")
-    ap.add_argument("--models", nargs="+", required=True, help=".tflite files or folders, matched by name")
-    ap.add_argument("--base", default="board", help="the timing model to beat (default: %(default)s)")
-    ap.add_argument("--name", default="calibrated", help="name of the fitted model (default: %(default)s)")
-    ap.add_argument("--results", default=DEFAULT_RESULTS_DIR, help="results folder (default: %(default)s)")
-    ap.add_argument("--out", default=None, help="write here instead of RESULTS/timing_models/NAME.json")
-    args = ap.parse_args(argv)
-    try:
-        return run(load_records(args.records), args.models, args.base, args.name, args.results, args.out)
-    except ModelError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

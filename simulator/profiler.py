@@ -118,13 +118,14 @@ def profile_file(path: str | Path, accelerator: str = "mvp", timing: str = DEFAU
 
 
 def attach_execution(record: ProfileRecord, model: str | Path | bytes, seed: int = 0,
-                     count: int = 1) -> ProfileRecord:
+                     count: int = 1, timing: str | None = None) -> ProfileRecord:
     """Runs the model in the emulator (seeded inputs drawn like the oracle's) and adds, per layer,
     the accelerator cycles of the programs it executed and the drift against the reference
-    kernels. The emulator is imported here only: plain profiling never pays numba's start-up."""
+    kernels. `timing` (a name or path) defaults to the record's timing model's name. The emulator
+    is imported here only: plain profiling never pays numba's start-up."""
     from simulator.emulator import emulate_profile
 
-    emu = emulate_profile(model, accelerator=record.target.accelerator, timing=record.target.timing,
+    emu = emulate_profile(model, accelerator=record.target.accelerator, timing=timing or record.target.timing,
                           seed=seed, count=count)
     for layer, row in zip(record.layers, emu["layers"]):
         layer.execution = {k: row[k] for k in ("accelerator_cycles", "elements", "drift_elements",

@@ -14,8 +14,9 @@ not new code:
   overlap 0 is perfect overlap (the CPU builds the next program while the MVP runs one, the
   vendor's accounting); 1 is none (the CPU waits for each program).
 
-Models are found by name in simulator/timing_models/ (built in) or RESULTS/timing_models/ (fitted by
-users with `calibration.save_timing_model`), or by path to a JSON file.
+Models are found by name in simulator/timing_models/ (built in) or, when the caller names the folder
+it keeps results in, in RESULTS/timing_models/ (fitted by users with
+`calibration.save_timing_model`), or by path to a JSON file.
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ from simulator.mvp_program import BASETYPES, Program, execution_counts
 
 MODELS_DIR = Path(__file__).parent / "timing_models"
 USER_MODELS_SUBDIR = "timing_models"
-DEFAULT_RESULTS_DIR = "results"
 SCHEMA_VERSION = 2
 # element types a load or store can move: basetype, "c" suffix for a packed (complex) pair
 ELEMENT_TYPES = tuple(f"{b}{c}" for b in BASETYPES for c in ("", "c"))
@@ -214,19 +214,25 @@ def from_dict(data: dict, default_name: str = "timing", where: str | None = None
         raise ModelError(f"{where or default_name}: bad timing model: {e}") from None
 
 
-def user_models_dir(results_dir: str | Path = DEFAULT_RESULTS_DIR) -> Path:
+def user_models_dir(results_dir: str | Path) -> Path:
+    """Where users' fitted timing models live in a results folder the caller names."""
     return Path(results_dir) / USER_MODELS_SUBDIR
 
 
-def known_models(results_dir: str | Path = DEFAULT_RESULTS_DIR) -> list[str]:
-    return sorted({p.stem for d in (MODELS_DIR, user_models_dir(results_dir)) for p in d.glob("*.json")})
+def _model_dirs(results_dir: str | Path | None) -> list[Path]:
+    return [MODELS_DIR] + ([user_models_dir(results_dir)] if results_dir is not None else [])
 
 
-def load_timing_model(name_or_path: str, results_dir: str | Path = DEFAULT_RESULTS_DIR) -> TimingModel:
-    """A timing model by name (built in, then RESULTS/timing_models/NAME.json) or by JSON path."""
+def known_models(results_dir: str | Path | None = None) -> list[str]:
+    return sorted({p.stem for d in _model_dirs(results_dir) for p in d.glob("*.json")})
+
+
+def load_timing_model(name_or_path: str, results_dir: str | Path | None = None) -> TimingModel:
+    """A timing model by name (built in, then RESULTS/timing_models/NAME.json when the caller
+    gives its results folder) or by JSON path."""
     path = Path(name_or_path)
     if not (path.suffix == ".json" and path.is_file()):
-        candidates = [MODELS_DIR / f"{name_or_path}.json", user_models_dir(results_dir) / f"{name_or_path}.json"]
+        candidates = [d / f"{name_or_path}.json" for d in _model_dirs(results_dir)]
         path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         raise ModelError(f"unknown timing model {name_or_path!r} (known: {', '.join(known_models(results_dir))})")

@@ -190,14 +190,17 @@ def test_mismatched_records_are_one_clear_error(published):
 
 
 def test_cli_saves_or_exits_with_one_line(published, tmp_path, capsys):
+    """Calibration's command line is the farm's (`mvpfarm calibrate`): the simulator is no tool."""
+    from orchestrator.cli import main
     records = tmp_path / "records.json"
     records.write_text(json.dumps([r.to_dict() for r in published.values()]))
     out = tmp_path / "fitted.json"
-    assert cal.main([str(records), "--models", str(ZOO), "--base", "vendor-sim", "--name", "x",
-                     "--out", str(out)]) == 0
+    assert main(["calibrate", "--measured", str(records), "--models", str(ZOO), "--base", "vendor-sim",
+                 "--name", "x", "--out", str(out)]) == 0
     assert "mean absolute error" in capsys.readouterr().out and out.exists()
-    assert cal.main([str(records), "--models", str(ZOO), "--base", "board", "--results", str(tmp_path)]) == 1
+    assert main(["calibrate", "--measured", str(records), "--models", str(ZOO), "--base", "board",
+                 "--results", str(tmp_path)]) == 1
     assert "refusing to save" in capsys.readouterr().err
-    assert cal.main([str(tmp_path / "missing.json"), "--models", str(ZOO)]) == 2
+    assert main(["calibrate", "--measured", str(tmp_path / "missing.json"), "--models", str(ZOO)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1
+    assert err.startswith("mvpfarm: error: ") and err.count("\n") == 1

@@ -11,11 +11,14 @@ and the base and its variants are treated alike.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -221,6 +224,26 @@ def convert(spec: dict, build: dict) -> bytes:
         raise BuildError(f"conversion error: {one_line(e)}") from None
 
 
+@contextlib.contextmanager
+def private_tmp(cache_dir: str | Path):
+    """TensorFlow's temporary files (autograph writes a .py file per converted function, and
+    removes them only when the process exits normally, which a Ray worker rarely does) go into
+    CACHE/tmp/<pid>, removed when the build is done."""
+    tmp = Path(cache_dir) / "tmp" / str(os.getpid())
+    tmp.mkdir(parents=True, exist_ok=True)
+    before = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = str(tmp), str(tmp)
+    try:
+        yield tmp
+    finally:
+        tempfile.tempdir = before[0]
+        if before[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before[1]
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build_variant(spec: dict, build: dict, cache_dir: str | Path) -> tuple[dict, bytes]:
     """(meta, tflite bytes): the cached model if there is one, else a fresh conversion.
     meta: {"ok", "key", "cached", "convert_s", "error"}."""
@@ -230,7 +253,8 @@ def build_variant(spec: dict, build: dict, cache_dir: str | Path) -> tuple[dict,
         return {"ok": True, "key": key, "cached": True, "convert_s": 0.0, "error": None}, data
     t0 = time.perf_counter()
     try:
-        data = convert(spec, build)
+        with private_tmp(cache_dir):
+            data = convert(spec, build)
     except BuildError as e:
         return {"ok": False, "key": key, "cached": False, "convert_s": time.perf_counter() - t0,
                 "error": str(e)}, b""

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import queue
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, resources: 
     address = address or os.environ.get("RAY_ADDRESS") or None
     common = dict(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
     if address:
+        probe_address(address)       # before saying anything: a dead address is one line
         progress_mod.step(f"connecting to the Ray cluster at {address}", progress)
         ray.init(address=address, **common)
     else:
@@ -93,6 +95,32 @@ def connect(address: str | None = None, num_cpus: int | None = None, resources: 
         ray.init(address="local", num_cpus=num_cpus, resources=resources or None, include_dashboard=False,
                  _node_ip_address="127.0.0.1", **common)
     return True
+
+
+PROBE_TIMEOUT_S = 5.0
+
+
+def probe_address(address: str) -> None:
+    """Raises SweepError (one line) unless something accepts a TCP connection at the cluster
+    address. Without it, ray.init on an address nothing answers retries for minutes and prints
+    pages of its C++ warnings."""
+    target = address
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+        try:
+            target = canonicalize_bootstrap_address_or_die("auto")
+        except Exception as e:      # ray says why in its own words (no cluster on this machine)
+            raise SweepError(f"--address auto: no running Ray cluster found ({build.one_line(e)})") from None
+    hostport = target.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not port.isdigit() or not host:
+        raise SweepError(f"--address {address}: not HOST:PORT (e.g. 127.0.0.1:6379) or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as e:
+        raise SweepError(f"--address {address}: nothing answers at {host}:{port} "
+                         f"({e.strerror or type(e).__name__}); start the head there (ray start --head), "
+                         "or leave out --address (and RAY_ADDRESS) for a local Ray") from None
 
 
 class Session:

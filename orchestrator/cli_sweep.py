@@ -72,11 +72,11 @@ def _nothing_measured(result, results_dir) -> str | None:
             (result.run_id,)).fetchone()
         if n_measured or not n_failed:
             return None
-        reason, n = db.conn.execute(
-            "SELECT error, COUNT(*) AS n FROM measurements WHERE run_id=? AND status='failed' GROUP BY error"
-            " ORDER BY n DESC LIMIT 1", (result.run_id,)).fetchone()
-    return (f"sweep {result.run_id}: all {n_failed} measurements failed, nothing to rank"
-            f" ({n} of them: {reason}); the report says why for each")
+        variant, reason = db.conn.execute(     # the base's reason first: it is why nothing ranks
+            "SELECT variant, error FROM measurements WHERE run_id=? AND status='failed'"
+            " ORDER BY variant = 'base' DESC, id LIMIT 1", (result.run_id,)).fetchone()
+    return (f"sweep {result.run_id}: nothing measured, all {n_failed} measurements failed or did not apply "
+            f"({variant}: {reason}); the report says why for each")
 
 
 def _summary(result, results_dir) -> None:

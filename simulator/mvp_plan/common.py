@@ -166,6 +166,20 @@ class RowSkips:
         return r
 
 
+def window_dot(b: ProgramBuilder, rows: int, cols: int) -> None:
+    """The kernels' int8 dot product over a rows x cols window: each input element (array 0)
+    shifted to (x - zp) * 2^-15 (R6 = x * R0 + R1), times the filter's (array 1) into R5; both
+    arrays step to their next row after each row."""
+    b.begin_loop(rows)
+    b.begin_loop(cols)
+    b.compute("MACR2A", z=6, x=6, y=0, a=1, loads=[Load(6, 0, (COL,)), Load(7, 1, (COL,))])
+    b.compute("MACR2A", z=5, x=6, y=7, a=5)
+    b.end_loop()
+    b.postloop_incr(0, ROW)
+    b.postloop_incr(1, ROW)
+    b.end_loop()
+
+
 def row_skips(b: ProgramBuilder, left: int, array: int) -> None:
     """The input rows still to skip after an output row: NOOP loops whose exhaustion increments
     the array's ROW index (one extra increment per enclosing loop)."""

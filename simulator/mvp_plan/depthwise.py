@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simulator import mvp_checks as checks
-from simulator.mvp_plan.common import clamp_programs, edge_groups, merge, per_pixel_classes
+from simulator.mvp_plan.common import clamp_programs, edge_groups, merge, per_pixel_classes, window_dot
 from simulator.mvp_plan.params import MAX_N, MAX_STRIDE, S, LayerParams, ceil_div
 from simulator.mvp_plan.plan import LayerPlan
 from simulator.mvp_program import COL, ROW, VEC, Load, Program, ProgramBuilder, Store, shifted
@@ -79,14 +79,7 @@ def _dw_opt_program(p: LayerParams, out_y: int, out_x: int) -> Program:
     b.array(4, "output", (out_y * p.w_out + out_x) * p.c_out, "int8", packed, (eff, 1, 1), (1, eff, eff))
     b.begin_loop(eff)
     b.compute("NOOP", loads=[Load(5, 2, (COL,))])
-    b.begin_loop(y_size)
-    b.begin_loop(x_size)
-    b.compute("MACR2A", z=6, x=6, y=0, a=1, loads=[Load(6, 0, (COL,)), Load(7, 1, (COL,))])
-    b.compute("MACR2A", z=5, x=6, y=7, a=5)
-    b.end_loop()
-    b.postloop_incr(0, ROW)
-    b.postloop_incr(1, ROW)
-    b.end_loop()
+    window_dot(b, y_size, x_size)
     b.postloop_incr(0, VEC)
     b.postloop_incr(1, VEC)
     if p.do_activation:

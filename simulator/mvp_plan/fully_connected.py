@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator import mvp_checks as checks
-from simulator.mvp_plan.common import clamp_programs, merge
+from simulator.mvp_plan.common import clamp_programs, merge, window_dot
 from simulator.mvp_plan.params import S, LayerParams
 from simulator.mvp_plan.plan import LayerPlan
 from simulator.mvp_program import COL, ROW, Load, Program, ProgramBuilder, Store
@@ -65,14 +65,7 @@ def _fc_large_program(p: LayerParams, batch: int, unit: int, bias: float = 0.0) 
     b.array(0, "input", batch * p.accum, "int8", packed, (1, n, m), (0, m, 1))
     b.array(1, "filter", unit * p.accum, "int8", packed, (1, n, m), (0, m, 1))
     b.vector(3, "output", batch * p.units + unit, "int8", False, 1)
-    b.begin_loop(n)
-    b.begin_loop(m)
-    b.compute("MACR2A", z=6, x=6, y=0, a=1, loads=[Load(6, 0, (COL,)), Load(7, 1, (COL,))])
-    b.compute("MACR2A", z=5, x=6, y=7, a=5)
-    b.end_loop()
-    b.postloop_incr(0, ROW)
-    b.postloop_incr(1, ROW)
-    b.end_loop()
+    window_dot(b, n, m)
     if packed:
         b.compute("ADDR", z=5, a=5)
     b.compute("MACR2A", z=5, x=5, y=3, a=4, store=Store(5, 3, (COL,)))

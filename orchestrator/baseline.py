@@ -27,7 +27,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from orchestrator.compare import DEVICE, CorruptResults, RunRow, target_group
+from orchestrator.compare import DEVICE
+from orchestrator.run_records import CorruptResults, RunRow, target_group
 from orchestrator.results_db import DB_NAME, ResultsDB, now
 
 PASSED, REGRESSED, ACCEPTED = "passed", "regressed", "accepted"

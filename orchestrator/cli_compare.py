@@ -1,6 +1,7 @@
 """`mvpfarm compare`, `mvpfarm calibrate`, `mvpfarm nightly`: simulated against measured.
 
-Thin: each calls orchestrator.compare, simulator.calibration or orchestrator.nightly. User errors
+Thin: each calls orchestrator.compare (with record_sources and run_records for its two sides),
+simulator.calibration or orchestrator.nightly. User errors
 are one line on stderr and exit status 2; `nightly` exits 1 when something regressed, and
 `calibrate` exits 1 when it refuses to save a fit that predicts held-out models worse than the
 base timing model.
@@ -35,12 +36,12 @@ def _guarded(fn):
 
 
 def _device_side(args, measured_spec: str | None):
-    from orchestrator import compare as C
+    from orchestrator import record_sources, run_records
     if args.run:
-        return C.records_from_run(args.results, args.run, measured=True, target=args.device_target)
+        return run_records.records_from_run(args.results, args.run, measured=True, target=args.device_target)
     if not measured_spec:
         raise _UserError("give the measured side: --measured FILE_OR_RUN, or --run RUN")
-    return C.load_side(measured_spec, args.results, measured=True, target=args.device_target,
+    return record_sources.load_side(measured_spec, args.results, measured=True, target=args.device_target,
                        model_path=args.models[0] if args.models and len(args.models) == 1 else None)
 
 
@@ -48,14 +49,15 @@ def _device_side(args, measured_spec: str | None):
 
 def _compare(args) -> int:
     from orchestrator import compare as C
+    from orchestrator import record_sources, run_records
     try:
         measured = _device_side(args, args.measured)
         if args.run and not args.simulated:
-            simulated = C.records_from_run(args.results, args.run, measured=False, target=args.sim_target)
+            simulated = run_records.records_from_run(args.results, args.run, measured=False, target=args.sim_target)
         elif args.simulated:
-            simulated = C.load_side(args.simulated, args.results, measured=False, target=args.sim_target)
+            simulated = record_sources.load_side(args.simulated, args.results, measured=False, target=args.sim_target)
         elif args.models:
-            simulated = C.profile_models(args.models, args.timing, args.results)
+            simulated = record_sources.profile_models(args.models, args.timing, args.results)
         else:
             raise _UserError("give the simulated side: --simulated FILE_OR_RUN, --models FILES, or --run RUN")
         comparison = C.compare(simulated, measured, threshold_pct=args.threshold)
@@ -76,6 +78,7 @@ def _compare(args) -> int:
 
 def _calibrate(args) -> int:
     from orchestrator import compare as C
+    from orchestrator import run_records
     from simulator import calibration as cal
     from simulator.errors import ModelError
     with tempfile.TemporaryDirectory(prefix="mvpfarm-calibrate-") as tmp:
@@ -83,7 +86,7 @@ def _calibrate(args) -> int:
             records = _device_side(args, args.measured)
             models = list(args.models or [])
             if args.run and not models:
-                models = [str(C.run_model_files(args.results, args.run, tmp))]
+                models = [str(run_records.run_model_files(args.results, args.run, tmp))]
             if not models:
                 raise _UserError("--models: give the .tflite files (or folders) of the measured models")
             params, report = cal.calibrate(records, models, base=args.base, name=args.name,

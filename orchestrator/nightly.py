@@ -1,253 +1,30 @@
-"""The nightly regression run: a suite of sweeps and models, measured tonight and judged against
-a baseline.
+"""The nightly regression run: a suite of sweeps and models (`orchestrator.nightly_suite`),
+measured tonight and judged against a baseline.
 
-    name = "nightly"
-    [[sweeps]]                                  # sweep files, run as they are (fresh runs each night)
-    file = "kws-small.toml"
-    [[models]]                                  # .tflite files profiled on the simulator targets,
-    name = "zoo"                                # and measured on boards with boards = true
-    files = ["../tests/data/zoo/keyword_spotting.tflite"]
-    targets = [{ accelerator = "mvp", timing = "board" }]
-    boards = true
-    [boards]
-    kind = "brd2601b"                           # any kind if left out
-    repeats = 3                                 # measurements per model: the noise estimate
-    virtual = 2                                 # virtual boards to use when the cluster has none
-    [thresholds]                                # measured metrics: max(min_change x baseline, k_sigma x noise)
-    "device.latency_s" = { min_change = 0.01, k_sigma = 5 }
-    [trend]
-    nights = 14
-
-Paths are relative to the suite file. Every night makes new runs in the result table (the sweep
-runs are named ENTRY.nightly-STAMP), a snapshot of every metric (baseline.py), the judgement
-against the baseline, and under RESULTS/nightly/NIGHT/: report.md, report.html, junit.xml and
-trend_METRIC.png. Exit status: 0 nothing regressed (or --update-baseline accepted the numbers),
-1 something regressed (each regressed metric named on its own line), 2 the suite, the baseline
-or the result file is unusable (one line; nothing is run or written).
+Every night makes new runs in the result table (the sweep runs are named ENTRY.nightly-STAMP), a
+snapshot of every metric (baseline.py), the judgement against the baseline, and under
+RESULTS/nightly/NIGHT/ the reports of `orchestrator.nightly_report`: report.md, report.html,
+junit.xml and trend_METRIC.png. Exit status: 0 nothing regressed (or --update-baseline accepted
+the numbers), 1 something regressed (each regressed metric named on its own line), 2 the suite,
+the baseline or the result file is unusable (one line; nothing is run or written).
 """
 from __future__ import annotations
 
-import glob
 import hashlib
-import html
 import json
 import os
 import sys
-import tomllib
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from orchestrator import baseline as bl
-from orchestrator.compare import CompareError, CorruptResults, html_page, html_table, md_table, run_rows
+from orchestrator.nightly_report import write_reports
+from orchestrator.nightly_suite import ModelsEntry, NightlyError, Suite, SweepEntry, load_suite
 from orchestrator.results_db import DB_NAME, ResultsDB
-from orchestrator.sweep_file import ACCELERATORS, SweepFileError, TargetSpec
-from orchestrator.sweep_file import parse as parse_sweep
-from simulator.hardware import CLOCK_HZ
+from orchestrator.run_records import CompareError, CorruptResults, run_rows
 
 EXIT_OK, EXIT_REGRESSED, EXIT_UNUSABLE = 0, 1, 2
-TREND_NIGHTS = 14
-_TOP_KEYS = ("name", "sweeps", "models", "boards", "thresholds", "trend")
-
-
-class NightlyError(Exception):
-    """The nightly cannot run or judge; one line for the user, exit status 2."""
-
-
-# ------------------------------------------------------------------ the suite file
-
-@dataclass
-class ModelsEntry:
-    name: str
-    files: list[Path]
-    targets: list[TargetSpec]
-    boards: bool = False
-
-
-@dataclass
-class SweepEntry:
-    name: str
-    path: Path
-    text: str
-    data: dict
-
-
-@dataclass
-class BoardsSpec:
-    kind: str | None = None
-    repeats: int = 3
-    virtual: int = 0
-
-
-@dataclass
-class Suite:
-    name: str
-    path: Path
-    sha256: str
-    text: str
-    sweeps: list[SweepEntry] = field(default_factory=list)
-    models: list[ModelsEntry] = field(default_factory=list)
-    boards: BoardsSpec = field(default_factory=BoardsSpec)
-    thresholds: dict = field(default_factory=dict)
-    trend_nights: int = TREND_NIGHTS
-
-    @property
-    def entries(self) -> list[str]:
-        return [e.name for e in self.sweeps] + [e.name for e in self.models]
-
-
-def load_suite(path: str | Path) -> Suite:
-    """Reads and checks a suite file; raises NightlyError naming the file and the key."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-        text = raw.decode("utf-8")
-        data = tomllib.loads(text)
-    except OSError as e:
-        raise NightlyError(f"{path}: cannot read the suite file ({e.strerror})") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise NightlyError(f"{path}: not valid TOML: {e}") from None
-
-    def fail(key: str, problem: str):
-        raise NightlyError(f"{path}: {key}: {problem}")
-
-    for key in data:
-        if key not in _TOP_KEYS:
-            fail(key, f"unknown key (known: {', '.join(_TOP_KEYS)})")
-    name = data.get("name", path.stem)
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_.-" for c in name):
-        fail("name", f"{name!r} is not a name (letters, digits, '.', '_', '-')")
-    suite = Suite(name, path, hashlib.sha256(raw).hexdigest(), text)
-    folder = path.parent
-    seen: set[str] = set()
-
-    def entry_name(where: str, value, default: str) -> str:
-        n = value if value is not None else default
-        if not isinstance(n, str) or not n or not all(c.isalnum() or c in "_-" for c in n):
-            fail(f"{where}.name", f"{n!r} is not a name (letters, digits, '_', '-')")
-        if n in seen:
-            fail(f"{where}.name", f"{n!r} is used twice")
-        seen.add(n)
-        return n
-
-    for i, s in enumerate(_tables(data.get("sweeps", []), "sweeps", fail)):
-        where = f"sweeps[{i}]"
-        for k in s:
-            if k not in ("file", "name"):
-                fail(f"{where}.{k}", "unknown key (known: file, name)")
-        if not isinstance(s.get("file"), str):
-            fail(f"{where}.file", "missing: the sweep file to run")
-        sweep_path = (folder / s["file"]).resolve()
-        try:
-            sweep_text = sweep_path.read_text()
-            sweep_data = tomllib.loads(sweep_text)
-            checked = parse_sweep(sweep_data, sweep_path, sweep_text, "0" * 64)  # checked before any work
-        except OSError as e:
-            fail(f"{where}.file", f"cannot read {sweep_path} ({e.strerror})")
-        except tomllib.TOMLDecodeError as e:
-            fail(f"{where}.file", f"{sweep_path} is not valid TOML: {e}")
-        except SweepFileError as e:
-            raise NightlyError(f"{path}: {where}: {e}") from None
-        suite.sweeps.append(SweepEntry(entry_name(where, s.get("name"), checked.name.replace(".", "-")),
-                                       sweep_path, sweep_text, sweep_data))
-
-    for i, m in enumerate(_tables(data.get("models", []), "models", fail)):
-        where = f"models[{i}]"
-        for k in m:
-            if k not in ("name", "files", "targets", "boards"):
-                fail(f"{where}.{k}", "unknown key (known: name, files, targets, boards)")
-        patterns = m.get("files")
-        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
-            fail(f"{where}.files", "must be a list of .tflite files or glob patterns")
-        files: list[Path] = []
-        for pat in patterns:
-            hits = sorted(Path(p) for p in glob.glob(str(folder / pat)))
-            if not hits:
-                fail(f"{where}.files", f"{pat!r} matches no file (relative to {folder})")
-            files += [h.resolve() for h in hits if h.is_file()]
-        stems = [f.stem for f in files]
-        if len(set(stems)) != len(stems):
-            fail(f"{where}.files", "two files have the same name; models are known by name")
-        targets = []
-        for j, t in enumerate(_tables(m.get("targets", [{}]), f"{where}.targets", fail)):
-            tw = f"{where}.targets[{j}]"
-            for k in t:
-                if k not in ("accelerator", "timing", "clock_hz"):
-                    fail(f"{tw}.{k}", "unknown key (known: accelerator, timing, clock_hz)")
-            acc, timing = t.get("accelerator", "mvp"), t.get("timing", "board")
-            if acc not in ACCELERATORS:
-                fail(f"{tw}.accelerator", f"{acc!r} is not one of {', '.join(ACCELERATORS)}")
-            problem = _timing_problem(timing)
-            if problem:
-                fail(f"{tw}.timing", problem)
-            clock = t.get("clock_hz", CLOCK_HZ)
-            if isinstance(clock, bool) or not isinstance(clock, int) or clock <= 0:
-                fail(f"{tw}.clock_hz", f"{clock!r} is not a positive whole number of Hz")
-            targets.append(TargetSpec("simulator", acc, timing, clock))
-        boards = m.get("boards", False)
-        if not isinstance(boards, bool):
-            fail(f"{where}.boards", "must be true or false")
-        suite.models.append(ModelsEntry(entry_name(where, m.get("name"), f"models{i}"), files, targets, boards))
-
-    b = data.get("boards", {})
-    if not isinstance(b, dict):
-        fail("boards", "must be a table")
-    for k in b:
-        if k not in ("kind", "repeats", "virtual"):
-            fail(f"boards.{k}", "unknown key (known: kind, repeats, virtual)")
-    repeats, virtual = b.get("repeats", 3), b.get("virtual", 0)
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= 100:
-        fail("boards.repeats", f"{repeats!r} is not a whole number from 1 to 100")
-    if isinstance(virtual, bool) or not isinstance(virtual, int) or not 0 <= virtual <= 16:
-        fail("boards.virtual", f"{virtual!r} is not a whole number from 0 to 16")
-    kind = b.get("kind")
-    if kind is not None and not isinstance(kind, str):
-        fail("boards.kind", "must be a board kind, e.g. \"brd2601b\"")
-    suite.boards = BoardsSpec(kind, repeats, virtual)
-
-    th = data.get("thresholds", {})
-    if not isinstance(th, dict):
-        fail("thresholds", "must be a table")
-    for key, value in th.items():
-        kind_name = key.split(".", 1)[0]
-        if kind_name not in bl.DEFAULT_THRESHOLDS:
-            fail(f"thresholds.{key}", "must be device.METRIC or simulator.METRIC (or device / simulator)")
-        if not isinstance(value, dict) or any(k not in ("min_change", "k_sigma") for k in value):
-            fail(f"thresholds.{key}", "must be a table of min_change (a fraction) and k_sigma")
-        for k, v in value.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                fail(f"thresholds.{key}.{k}", f"{v!r} is not a number >= 0")
-    suite.thresholds = {k: {kk: float(vv) for kk, vv in v.items()} for k, v in th.items()}
-    trend = data.get("trend", {})
-    nights = trend.get("nights", TREND_NIGHTS) if isinstance(trend, dict) else None
-    if isinstance(nights, bool) or not isinstance(nights, int) or nights < 2:
-        fail("trend.nights", f"{nights!r} is not a whole number >= 2")
-    suite.trend_nights = nights
-    if not suite.sweeps and not any(m.files for m in suite.models):
-        raise NightlyError(f"{path}: empty suite: no [[sweeps]] and no [[models]] files to measure")
-    return suite
-
-
-def _timing_problem(name) -> str | None:
-    from simulator.errors import ModelError
-    from orchestrator.timing_models import load as load_timing_model
-    if not isinstance(name, str):
-        return f"{name!r} is not a timing model name"
-    try:
-        load_timing_model(name)
-    except ModelError as e:
-        return str(e)
-    return None
-
-
-def _tables(value, key: str, fail) -> list[dict]:
-    if isinstance(value, dict):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        fail(key, "must be one or more tables")
-    return value
-
 
 # ------------------------------------------------------------------ measuring tonight
 
@@ -276,9 +53,9 @@ def _tool_versions() -> dict:
 def nightly_sweep(entry: SweepEntry, nightly_id: str, stamp: str):
     """The entry's sweep as a fresh run of its own (same sweep, new run id), so that nothing is
     resumed from an earlier night. Its builds still come from the content-addressed cache."""
-    data = dict(entry.data)
-    data["name"] = f"{entry.name}.nightly-{stamp}"
-    return parse_sweep(data, entry.path, entry.text, hashlib.sha256((entry.text + nightly_id).encode()).hexdigest())
+    sweep = entry.sweep
+    return replace(sweep, name=f"{entry.name}.nightly-{stamp}",
+                   sha256=hashlib.sha256((sweep.text + nightly_id).encode()).hexdigest())
 
 
 def run_sweep_entry(entry: SweepEntry, sweep, results_dir: Path, session) -> str:
@@ -296,8 +73,8 @@ def run_sweep_entry(entry: SweepEntry, sweep, results_dir: Path, session) -> str
 
 def run_models_entry(entry: ModelsEntry, suite: Suite, stamp: str, db: ResultsDB) -> str:
     """Profiles the entry's files on its simulator targets here (no TensorFlow, no Ray)."""
-    from simulator.errors import ModelError
     from orchestrator.timing_models import resolve as resolve_timing
+    from simulator.errors import ModelError
     from simulator.profiler import profile_file
     run_id = f"{entry.name}.nightly-{stamp}"
     db.start_run(run_id, f"{entry.name}.nightly-{stamp}", str(suite.path), suite.sha256, suite.text,
@@ -559,114 +336,3 @@ def run(suite_path: str | Path, results_dir: str | Path = "results", baseline: s
                         now.isoformat(timespec="microseconds"))
     except CorruptResults as e:
         raise NightlyError(str(e)) from None
-
-
-# -- reports ------------------------------------------------------------------------------------
-
-def _finding_row(f: bl.Finding) -> list:
-    return [f.key, f.status, bl.fmt_value(f.baseline) if f.baseline is not None else "",
-            bl.fmt_value(f.current) if f.current is not None else "",
-            "" if f.change is None else f"{f.change:+.6g}", "" if f.change_pct is None else f"{f.change_pct:+.2f}%",
-            "" if f.threshold is None else f"{f.threshold:.4g}", "" if not f.noise else f"{f.noise:.4g}", f.why]
-
-
-FINDING_HEAD = ["metric", "status", "baseline", "tonight", "change", "change %", "allowed", "noise", "why"]
-
-
-def write_reports(result: NightlyResult, suite: Suite, nights: list[bl.Night]) -> None:
-    out = result.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    images = plot_trends(nights, out)
-    counts: dict[str, int] = {}
-    for f in result.findings:
-        counts[f.status] = counts.get(f.status, 0) + 1
-    meta = [["suite", f"{suite.name} ({suite.path})"], ["night", result.nightly_id],
-            ["verdict", result.status], ["baseline", result.baseline_id or "none (numbers accepted)"],
-            ["runs", ", ".join(f"{k}: {v}" for k, v in result.run_ids.items())],
-            ["metrics", ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))]] + \
-        [["note", n] for n in result.notes]
-    bad = [f for f in result.findings if f.status in ("regressed", "missing")]
-    watch = [f for f in result.findings if f.status == "ok" and f.noise]   # measured: how close they came
-    watch = sorted(watch, key=lambda f: -abs(f.change or 0) / (f.threshold or 1))[:20]
-    other = [f for f in result.findings if f.status in ("new", "not run")][:200]
-    sections = [("Night", ["", ""], [list(r) for r in meta]),
-                ("Regressed", FINDING_HEAD, [_finding_row(f) for f in bad]),
-                ("Measured metrics closest to their threshold", FINDING_HEAD, [_finding_row(f) for f in watch]),
-                ("New or not run tonight (at most 200)", FINDING_HEAD, [_finding_row(f) for f in other])]
-    md = [f"# mvpfarm nightly {result.nightly_id}: {result.status}", ""]
-    body = [f"<h1>mvpfarm nightly {html.escape(result.nightly_id)}: {html.escape(result.status)}</h1>"]
-    for title, head, rows in sections:
-        md += [f"## {title}", "", md_table(head, rows) if rows else "(none)", ""]
-        body += [f"<h2>{html.escape(title)}</h2>",
-                 html_table(head, rows, row_class=lambda r: "bad" if r[1] in ("regressed", "missing") else "")
-                 if rows else "<p>(none)</p>"]
-    if images:
-        md += ["## Trends (change against each series' first night shown, %)", ""] + \
-              [f"![{p.stem}]({p.name})" for p in images] + [""]
-        body += ["<h2>Trends</h2>"] + [f'<p><img src="{p.name}" alt="{html.escape(p.stem)}"></p>' for p in images]
-    (out / "report.md").write_text("\n".join(md))
-    (out / "report.html").write_text(html_page(f"nightly {result.nightly_id}", body))
-    write_junit(result, suite, out / "junit.xml")
-
-
-def write_junit(result: NightlyResult, suite: Suite, path: Path) -> Path:
-    """One test case per series (entry, variant, target); a failure names its regressed metrics."""
-    by_series: dict[str, list[bl.Finding]] = {}
-    for f in result.findings:
-        by_series.setdefault(f.series, []).append(f)
-    root = ET.Element("testsuites", name=f"mvpfarm nightly {suite.name}")
-    cases = []
-    for series, fs in sorted(by_series.items()):
-        entry, _, rest = series.partition("/")
-        case = ET.Element("testcase", classname=f"{suite.name}.{entry}", name=rest)
-        bad = [f for f in fs if f.status in ("regressed", "missing")]
-        if bad:
-            fail = ET.SubElement(case, "failure", message=f"{len(bad)} metric(s) regressed: "
-                                 + ", ".join(f.path for f in bad), type="regression")
-            fail.text = "\n".join(f.describe() for f in bad)
-        elif all(f.status == "not run" for f in fs):
-            ET.SubElement(case, "skipped", message=fs[0].why or "not run tonight")
-        cases.append((case, bool(bad)))
-    ts = ET.SubElement(root, "testsuite", name=f"{suite.name} {result.nightly_id}", tests=str(len(cases)),
-                       failures=str(sum(b for _, b in cases)), errors="0",
-                       skipped=str(sum(1 for c, _ in cases if c.find("skipped") is not None)))
-    for case, _ in cases:
-        ts.append(case)
-    ET.indent(root)
-    path.write_bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
-    return path
-
-
-def plot_trends(nights: list[bl.Night], out_dir: Path) -> list[Path]:
-    """trend_METRIC.png for each model-level metric: every series over the last nights, as the
-    change against its first value in the window (so that cycles and bytes share an axis)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    series: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    for i, night in enumerate(nights):
-        for key, m in (night.metrics or {}).items():
-            s, _, path = key.rpartition(":")
-            if "layers[" in path or isinstance(m.value, str):
-                continue
-            series.setdefault(path, {}).setdefault(s, []).append((i, float(m.value)))
-    labels = [n.nightly_id.rsplit("-", 1)[-1] for n in nights]
-    paths = []
-    for metric, by_series in sorted(series.items()):
-        fig, ax = plt.subplots(figsize=(12, 4.5))
-        for s, pts in sorted(by_series.items()):
-            first = pts[0][1]
-            ys = [100.0 * (v / first - 1) if first else 0.0 for _, v in pts]
-            ax.plot([i for i, _ in pts], ys, marker="o", markersize=3, label=s)
-        ax.axhline(0, color="black", linewidth=0.6)
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
-        ax.set_ylabel(f"{metric}: change (%)")
-        ax.set_title(f"{metric} over the last {len(nights)} night(s)")
-        if len(by_series) <= 40:
-            ax.legend(fontsize=5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        fig.tight_layout()
-        p = out_dir / f"trend_{metric}.png"
-        fig.savefig(p, dpi=90)
-        plt.close(fig)
-        paths.append(p)
-    return paths

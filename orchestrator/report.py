@@ -12,26 +12,11 @@ from pathlib import Path
 
 from orchestrator import build
 from orchestrator import ranking as ranking_mod
+from orchestrator.render import html_images, html_page, html_table, md_images, md_table, pct
 from orchestrator.results_db import ResultsDB
 from orchestrator.target_names import target_name
 
 N_BEST = 3
-
-
-def _md_table(head: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _html_table(head: list[str], rows: list[list]) -> str:
-    out = ["<table>", "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
-    out += ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows]
-    return "\n".join(out + ["</table>"])
-
-
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{x:+.1f}%"
 
 
 def _missing(x) -> bool:
@@ -66,18 +51,18 @@ def write(db: ResultsDB, run_id: str, out_dir: str | Path, objective: str = "lat
                                                           f"{(df['status'] == 'failed').sum()} failed"],
             ["tools", ", ".join(f"{k} {v}" for k, v in json.loads(info["tool_versions_json"]).items())],
             ["started", info["created_at"]], ["updated", info["updated_at"]]]
-    sections.append(("Run", _md_table(["", ""], meta), _html_table(["", ""], meta)))
+    sections.append(("Run", md_table(["", ""], meta), html_table(["", ""], meta)))
 
     images = []
     if rk is not None:
         head = ["rank", "tip", "level", "target", f"{objective} (objective)", "latency", "RAM", "flash",
                 "CPU cycles", "MVP cycles", "MVP layers", "Pareto"]
-        rows = [[e["rank"], e["tip"], e["level"], e["target"], _pct(e["objective_change_pct"]),
-                 _pct(e["latency_change_pct"]), _pct(e["ram_change_pct"]), _pct(e["flash_change_pct"]),
-                 _pct(e["cpu_cycles_change_pct"]), _pct(e["accelerator_cycles_change_pct"]),
+        rows = [[e["rank"], e["tip"], e["level"], e["target"], pct(e["objective_change_pct"]),
+                 pct(e["latency_change_pct"]), pct(e["ram_change_pct"]), pct(e["flash_change_pct"]),
+                 pct(e["cpu_cycles_change_pct"]), pct(e["accelerator_cycles_change_pct"]),
                  f"{e['mvp_layers_change']:+d}", "yes" if e["pareto"] else ""] for e in rk.entries]
         sections.append(("Tip ranking (change against the base; lower is better)",
-                         _md_table(head, rows), _html_table(head, rows)))
+                         md_table(head, rows), html_table(head, rows)))
         if rk.notes:
             sections.append(("Notes", "\n".join(f"- {n}" for n in rk.notes),
                              "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in rk.notes) + "</ul>"))
@@ -90,12 +75,12 @@ def write(db: ResultsDB, run_id: str, out_dir: str | Path, objective: str = "lat
     rows = [[r.variant, r.target, r.status, _num(r.flash_bytes), _num(r.ram_bytes), _num(r.accelerator_cycles),
              _num(r.cpu_cycles), _num(None if _missing(r.latency_s) else r.latency_s * 1e3, "{:.3f}"), _num(r.n_unsupported), r.error or ""]
             for r in df.itertuples()]
-    sections.append(("Measurements", _md_table(head, rows), _html_table(head, rows)))
+    sections.append(("Measurements", md_table(head, rows), html_table(head, rows)))
 
     boards = db.board_states(run_id)
     if boards:
         head, rows = board_rows(boards)
-        sections.append(("Boards (state at the end of the run)", _md_table(head, rows), _html_table(head, rows)))
+        sections.append(("Boards (state at the end of the run)", md_table(head, rows), html_table(head, rows)))
 
     md = [f"# mvpfarm sweep report: {info['name']}", ""]
     body = [f"<h1>mvpfarm sweep report: {html.escape(info['name'])}</h1>"]
@@ -103,15 +88,12 @@ def write(db: ResultsDB, run_id: str, out_dir: str | Path, objective: str = "lat
         md += [f"## {title}", "", m, ""]
         body += [f"<h2>{html.escape(title)}</h2>", h]
     if images:
-        md += ["## Plots", ""] + [f"![{t}]({p.name})" for t, p in images] + [""]
-        body += ["<h2>Plots</h2>"] + [f'<p><img src="{p.name}" alt="{html.escape(t)}"></p>' for t, p in images]
+        shown = [(t, p.name) for t, p in images]
+        md += ["## Plots", ""] + md_images(shown) + [""]
+        body += ["<h2>Plots</h2>"] + html_images(shown)
     md_path = out_dir / "report.md"
     md_path.write_text("\n".join(md))
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}")
-    (out_dir / "report.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(run_id)}</title>"
-        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    (out_dir / "report.html").write_text(html_page(run_id, body, max_width_px=1100))
     return md_path
 
 

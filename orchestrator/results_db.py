@@ -440,6 +440,16 @@ class ResultsDB:
             q, params = q + " AND variant=?", params + [variant]
         return pd.read_sql(q + " ORDER BY variant, target, layer_index", self.conn, params=params)
 
+    def measurement_rows(self, run_id: str) -> list[sqlite3.Row]:
+        """Every measurement of the run with its stored record (JSON), in the order written."""
+        return self.conn.execute("SELECT variant, target, source, status, error, record_json FROM measurements"
+                                 " WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+
+    def variant_builds(self, run_id: str) -> list[tuple[str, str | None]]:
+        """(variant, config_sha256: the key of its .tflite in the build cache) of the run."""
+        return [(r[0], r[1]) for r in self.conn.execute(
+            "SELECT DISTINCT variant, config_sha256 FROM measurements WHERE run_id=?", (run_id,))]
+
     def records(self, run_id: str) -> list[dict]:
         return [json.loads(r[0]) for r in self.conn.execute(
             "SELECT record_json FROM measurements WHERE run_id=? AND record_json IS NOT NULL ORDER BY id",

@@ -146,7 +146,7 @@ def parse(data: dict, path: Path, text: str = "", sha256: str = "") -> Sweep:
     if n_variants > max_variants:
         fail("tips", f"{mode} mode makes {n_variants:,} variants, more than max_variants = {max_variants:,} "
                      "(fewer levels, one-at-a-time mode, or raise max_variants)")
-    targets = _targets(data.get("targets"), fail)
+    targets = parse_targets(data.get("targets"), fail)
     build = _build(data.get("build", {}), path.parent, fail)
     if build.samples:
         problem = samples_problem(build.samples, base_input_shape(base))
@@ -325,19 +325,22 @@ def _tips(table, fail) -> dict[str, list]:
     return out
 
 
-def _targets(table, fail) -> list[TargetSpec]:
+def parse_targets(table, fail, key: str = "targets", kinds: tuple[str, ...] = TARGET_KINDS) -> list[TargetSpec]:
+    """The [[targets]] tables (None: the default simulator target), each checked; `fail(key,
+    problem)` raises the caller's error. Also what a nightly suite's models entries use, with
+    their own `key` and only simulator targets."""
     if table is None:
         return [TargetSpec()]
     if not isinstance(table, list) or not table:
-        fail("targets", "must be one or more [[targets]] tables")
+        fail(key, "must be one or more [[targets]] tables")
     out = []
     for i, t in enumerate(table):
-        where = f"targets[{i}]"
+        where = f"{key}[{i}]"
         if not isinstance(t, dict):
             fail(where, "must be a table")
         kind = t.get("kind", "simulator")
-        if kind not in TARGET_KINDS:
-            fail(f"{where}.kind", f"unknown target {kind!r} (known: {', '.join(TARGET_KINDS)})")
+        if kind not in kinds:
+            fail(f"{where}.kind", f"unknown target {kind!r} (known: {', '.join(kinds)})")
         if kind == "board":
             spec = _board_target(t, where, fail)
             if any(o.key == spec.key for o in out):

@@ -16,6 +16,7 @@ from device_agents.published import load_reports
 from device_agents.virtual_board import VirtualBoard
 from orchestrator import cli_compare, nightly
 from orchestrator import compare as C
+from orchestrator import record_sources, run_records
 from orchestrator.results_db import ResultsDB
 from simulator.profiler import profile_file
 
@@ -104,7 +105,7 @@ def test_csv_of_published_measurements(tmp_path, published):
             w.writerow([name, "total", "", "", "", "", int(s["RAM, Runtime Memory Size (bytes)"])])
             for L in raw[name]["layers"]:
                 w.writerow([name, L["Index"], L["OpCode"], L["Acc Cycles"], L["CPU Cycles"], L["Time (s)"], ""])
-    from_csv = C.load_csv(path)
+    from_csv = record_sources.load_csv(path)
     assert set(from_csv) == {"keyword_spotting", "anomaly_detection"}
     sims = {n: profile_file(ZOO / f"{n}.tflite") for n in from_csv}
     a = C.compare(sims, from_csv)
@@ -117,7 +118,7 @@ def test_csv_of_published_measurements(tmp_path, published):
     bad = tmp_path / "bad.csv"
     bad.write_text("model,layer,opcode,cpu_cycles\nkws,0,conv_2d,12k\n")
     with pytest.raises(C.CompareError, match=r"bad.csv: line 2: cpu_cycles = '12k' is not a number"):
-        C.load_csv(bad)
+        record_sources.load_csv(bad)
 
 
 def test_vendor_firmware_log_from_a_virtual_board(tmp_path, capsys):
@@ -160,7 +161,7 @@ def test_run_with_both_kinds_of_target_and_two_runs(tmp_path, capsys):
     kws = next(m for m in d["models"] if m["model"] == "keyword_spotting")
     assert kws["measured_target"] in ("device/nightly-vb-0", "device/nightly-vb-1")
     # the three repeats: their median per layer
-    measured = C.records_from_run(results, run_id, measured=True)["keyword_spotting"]
+    measured = run_records.records_from_run(results, run_id, measured=True)["keyword_spotting"]
     with ResultsDB(results) as db:
         repeats = [json.loads(r[0]) for r in db.conn.execute(
             "SELECT record_json FROM measurements WHERE run_id=? AND variant='keyword_spotting' AND source='device'",

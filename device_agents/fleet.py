@@ -1,4 +1,5 @@
-"""A run's boards of one kind: the cluster's board agents, or virtual boards started for the run.
+"""A run's boards of one kind: the cluster's board agents, or virtual boards started for the run
+(on the driver's Ray node, or with `local_fleet` in this process without Ray).
 
     fleet = open_fleet("brd2601b", virtual=4)      # Ray must be connected
     fut = fleet.pool.submit(job_id, tflite_bytes, name, kind=fleet.kind)
@@ -10,11 +11,13 @@ stand-in for machines without hardware (the embedded default, CI, the demo), sta
 the cluster has no usable board of the kind. They are plugged into the driver's node, as a USB hub
 would be: a `VirtualBoardHost` actor owns the pseudo-terminals and one agent actor per board talks
 to them, exactly as agents talk to real ports. Those agents are not registered under a name, so
-other runs and `mvpfarm boards list` never see them.
+other runs and `mvpfarm boards list` never see them. A `local_fleet` (a nightly without a
+cluster) runs its agents in this process; every fleet measures through the one `BoardPool`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from device_agents.agent import QUARANTINED, AgentConfig, BoardStatus
 from device_agents.pool import BoardPool, board_resource, spawn_agent
@@ -45,12 +48,13 @@ def cluster_pool(kind: str | None) -> tuple[BoardPool, list[BoardStatus]] | None
 
 @dataclass
 class Fleet:
-    kind: str
+    kind: str | None                        # None: any kind (a nightly's boards without a kind)
     pool: BoardPool
     note: str                               # where the boards come from, for the user and the report
     virtual: bool = False
     host: object = None                     # the VirtualBoardHost actor, for virtual fleets
     agents: list = field(default_factory=list)    # agent actors this fleet started
+    stop_local: Callable[[], None] | None = None  # a local fleet: stops its agents and boards
 
     def states(self) -> list[BoardStatus]:
         return self.pool.states()
@@ -58,7 +62,10 @@ class Fleet:
     def close(self) -> None:
         """Closes the pool (jobs in flight end first); stops the agents and boards it started."""
         self.pool.close()
-        _stop(self.agents, self.host)
+        if self.stop_local is not None:
+            self.stop_local()
+        else:
+            _stop(self.agents, self.host)
 
 
 def _stop(agents: list, host) -> None:
@@ -124,4 +131,36 @@ def _virtual_fleet(kind: str, count: int, faults, seed: int, config: AgentConfig
                  virtual=True, host=host, agents=agents)
 
 
-__all__ = ["Fleet", "NoBoards", "open_fleet", "cluster_pool", "usable", "VIRTUAL_CONFIG"]
+def local_fleet(kind: str, count: int, seed: int = 0, silicon=None, prefix: str = "vb",
+                config: AgentConfig | None = None) -> Fleet:
+    """`count` virtual boards in this process with an agent each, no Ray: for a nightly on a
+    machine (or CI runner) without hardware and without a cluster. Board I of the fleet is
+    PREFIX-I, seeded SEED + I, with the given silicon model (default: the published one)."""
+    import tempfile
+
+    from device_agents.agent import BoardAgent
+    from device_agents.virtual_board import BOARD_KINDS, VirtualBoard
+    if kind not in BOARD_KINDS:
+        raise NoBoards(f"no virtual board of kind {kind!r} (known: {', '.join(BOARD_KINDS)})")
+    lock_dir = tempfile.TemporaryDirectory(prefix="mvpfarm-locks-")
+    config = replace(config or AgentConfig(), lock_dir=lock_dir.name)
+    boards, agents = [], []
+
+    def stop() -> None:
+        for a in agents:
+            a.close()
+        for b in boards:
+            b.stop()
+        lock_dir.cleanup()
+    try:
+        for i in range(count):
+            boards.append(VirtualBoard(kind, f"{prefix}-{i}", seed=seed + i, silicon=silicon).start())
+            agents.append(BoardAgent(boards[-1].port, config))
+        pool = BoardPool.in_process(agents)
+    except BaseException:
+        stop()
+        raise
+    return Fleet(kind, pool, f"{count} virtual {kind} board(s) in this process", virtual=True, stop_local=stop)
+
+
+__all__ = ["Fleet", "NoBoards", "open_fleet", "local_fleet", "cluster_pool", "usable", "VIRTUAL_CONFIG"]

@@ -1,6 +1,7 @@
-"""The board pool: the orchestrator's one entry point to boards in a Ray cluster.
+"""The board pool: the orchestrator's one entry point to boards, in a Ray cluster or in this process.
 
     pool = BoardPool.from_cluster()                 # every agent started by `mvpfarm agent start`
+    pool = BoardPool.in_process([BoardAgent(port)]) # agents in this process, no Ray (see fleet.local_fleet)
     fut = pool.submit("job-1", tflite_bytes, "kws", kind="brd2601b")
     result = fut.result()                           # JobResult: measured (record) or failed (reason)
     pool.states()                                   # [BoardStatus]: idle / busy / quarantined + why
@@ -11,11 +12,14 @@ node where the board is plugged in. The pool runs each job on one idle board of 
 at a time; a job its board hands back (hang, reboot, unplug, quarantine) goes to another board of
 the same kind, and only after the attempt on the first board has ended, so no job is ever measured
 twice. Every submitted job's future resolves exactly once: measured, or failed with its reason.
+The same dispatcher drives agents in this process (a nightly's virtual boards without Ray): there
+each call to an agent runs on a thread of the pool's own instead of being a Ray actor task.
 """
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 
 from device_agents.agent import (FAILED, MEASURED, QUARANTINED, AgentConfig, BoardAgent,
@@ -91,6 +95,46 @@ class _Job:
     repeats: int | None = None
 
 
+class _RayCalls:
+    """Agents as Ray actors: a call is a task on the actor, its handle an ObjectRef."""
+
+    def __init__(self):
+        import ray
+        self._ray = ray
+
+    def call(self, agent, method: str, *args):
+        return getattr(agent, method).remote(*args)
+
+    def get(self, handle, timeout: float | None = None):
+        return self._ray.get(handle, timeout=timeout)
+
+    def wait(self, handles: list, timeout: float) -> list:
+        return self._ray.wait(handles, num_returns=1, timeout=timeout)[0]
+
+    def close(self) -> None:
+        pass
+
+
+class _ThreadCalls:
+    """Agents in this process: a call runs on a thread, its handle a Future. An agent answers
+    `status` while it runs a job, as its actor does (max_concurrency), so two threads per board."""
+
+    def __init__(self, n_agents: int):
+        self._threads = ThreadPoolExecutor(max_workers=max(2, 2 * n_agents), thread_name_prefix="board-agent")
+
+    def call(self, agent, method: str, *args):
+        return self._threads.submit(getattr(agent, method), *args)
+
+    def get(self, handle, timeout: float | None = None):
+        return handle.result(timeout=timeout)
+
+    def wait(self, handles: list, timeout: float) -> list:
+        return list(wait_futures(handles, timeout=timeout, return_when=FIRST_COMPLETED).done)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True)
+
+
 @dataclass
 class _Board:
     actor: object
@@ -99,15 +143,14 @@ class _Board:
 
 
 class BoardPool:
-    def __init__(self, actors: list, max_attempts: int = 4, status_timeout_s: float = 30.0):
-        import ray
-        self._ray = ray
+    def __init__(self, actors: list, max_attempts: int = 4, status_timeout_s: float = 30.0, calls=None):
+        self._calls = calls or _RayCalls()
         self.max_attempts = max_attempts
         self._boards: dict[str, _Board] = {}
-        refs = [a.status.remote() for a in actors]
+        refs = [self._calls.call(a, "status") for a in actors]
         for i, (actor, ref) in enumerate(zip(actors, refs)):
             try:
-                st = ray.get(ref, timeout=status_timeout_s)
+                st = self._calls.get(ref, timeout=status_timeout_s)
             except Exception as e:   # noqa: BLE001 - an agent that failed to start is shown, not fatal
                 st = BoardStatus(board_id=f"agent-{i}", kind="?", port="?", host="?",
                                  state=QUARANTINED, reason=f"agent unavailable: {_one_line(e)}")
@@ -126,6 +169,11 @@ class BoardPool:
         names = [a for a in ray.util.list_named_actors(all_namespaces=True)
                  if a.get("namespace") == NAMESPACE and a.get("name", "").startswith(ACTOR_PREFIX)]
         return cls([ray.get_actor(a["name"], namespace=NAMESPACE) for a in names], **kw)
+
+    @classmethod
+    def in_process(cls, agents: list[BoardAgent], **kw) -> "BoardPool":
+        """Agents of this process (`BoardAgent` objects), without Ray."""
+        return cls(agents, calls=_ThreadCalls(len(agents)), **kw)
 
     # -- API --------------------------------------------------------------------------------------
 
@@ -151,14 +199,14 @@ class BoardPool:
         """Each board's state, freshly asked where the agent answers in time."""
         with self._cv:
             boards = list(self._boards.items())
-        refs = {bid: b.actor.status.remote() for bid, b in boards if b.status.reason is None
+        refs = {bid: self._calls.call(b.actor, "status") for bid, b in boards if b.status.reason is None
                 or not b.status.reason.startswith("agent unavailable")}
         out = []
         for bid, b in boards:
             st = b.status
             if bid in refs:
                 try:
-                    st = self._ray.get(refs[bid], timeout=timeout_s)
+                    st = self._calls.get(refs[bid], timeout=timeout_s)
                 except Exception:   # noqa: BLE001 - a busy or dead agent keeps its last known state
                     pass
             out.append(st)
@@ -169,6 +217,7 @@ class BoardPool:
             self._closed = True
             self._cv.notify_all()
         self._thread.join(timeout=10)
+        self._calls.close()
 
     def __enter__(self) -> "BoardPool":
         return self
@@ -210,14 +259,14 @@ class BoardPool:
             board = min(idle, key=lambda b: (job.tried.count(b.status.board_id), b.status.jobs_measured))
             self._pending.remove(job)
             board.busy_with = job
-            ref = board.actor.run_job.remote(job.job_id, job.data, job.name, job.warmup, job.repeats)
+            ref = self._calls.call(board.actor, "run_job", job.job_id, job.data, job.name, job.warmup, job.repeats)
             self._in_flight[ref] = board.status.board_id
 
     def _settle(self, ref, board_id: str) -> None:
         board = self._boards[board_id]
         job, board.busy_with = board.busy_with, None
         try:
-            outcome: JobOutcome = self._ray.get(ref)
+            outcome: JobOutcome = self._calls.get(ref)
         except Exception as e:   # noqa: BLE001 - the actor or its node died: the board is gone
             board.status.state, board.status.reason = QUARANTINED, f"agent lost: {_one_line(e)}"
             self._retry(job, board_id, board.status.reason)
@@ -266,7 +315,7 @@ class BoardPool:
                 if not refs:
                     self._cv.wait(timeout=0.5)
                     continue
-            ready, _ = self._ray.wait(refs, num_returns=1, timeout=0.1)
+            ready = self._calls.wait(refs, 0.1)
             with self._cv:
                 for ref in ready:
                     self._settle(ref, self._in_flight.pop(ref))

@@ -20,8 +20,9 @@ import re
 import shutil
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
+
+from orchestrator.versions import tensorflow_version
 
 # Bumped when the conversion below changes in a way that changes its output.
 CONVERTER_SETTINGS = {"version": 1, "batch": 1, "weights": "int8", "activations": "int8",
@@ -44,15 +45,6 @@ WORKER_ENV = {"MVPFARM_WORKER": "build", "TF_CPP_MIN_LOG_LEVEL": "3", "TF_NUM_IN
 
 class BuildError(Exception):
     """A variant that cannot be built or converted; the message is one line."""
-
-
-def tensorflow_version() -> str:
-    for dist in ("tensorflow-cpu", "tensorflow"):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return "unknown"
 
 
 def _digest(obj) -> str:

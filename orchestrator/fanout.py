@@ -35,7 +35,6 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 # Ray reads this once, when it is imported: set here, before the import, every node this process
@@ -46,10 +45,12 @@ import ray  # noqa: E402
 from orchestrator import board, build, sweep_file
 from orchestrator import progress as progress_mod
 from orchestrator.progress import Counts, SweepProgress
-from orchestrator.results_db import HEARTBEAT_S, NOT_APPLICABLE, ResultsDB, plain_text
+from orchestrator.results_db import HEARTBEAT_S, NOT_APPLICABLE, Measurement, ResultsDB, plain_text
 from orchestrator.sweep_file import Sweep, TargetSpec
 from orchestrator.tips import TipNotApplicable, apply_tips
 from orchestrator.variants import Variant, expand
+from orchestrator.versions import tool_versions
+from simulator.record import ProfileRecord
 
 MAX_RETRIES = 3
 # A conversion that kills its worker (TensorFlow's converter segfaults on some graphs) does it
@@ -60,16 +61,6 @@ _WAIT_S = 0.5
 
 class SweepError(Exception):
     """A sweep that cannot go on (e.g. its base model does not build); one line for the user."""
-
-
-def tool_versions() -> dict:
-    out = {"python": sys.version.split()[0], "tensorflow": build.tensorflow_version()}
-    for dist in ("mvpfarm", "ray", "numpy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "unknown"
-    return out
 
 
 # --- Ray ---------------------------------------------------------------------------------------
@@ -201,7 +192,7 @@ def profile_task(data: bytes, target: dict, name: str) -> dict:
     except Exception as e:      # a simulator bug must not take the sweep down: record it
         return {"ok": False, "error": f"profiler error: {type(e).__name__}: {e}",
                 "profile_s": time.perf_counter() - t0}
-    return {"ok": True, "record": record.to_dict(), "profile_s": time.perf_counter() - t0,
+    return {"ok": True, "record": record, "profile_s": time.perf_counter() - t0,
             "pid": os.getpid(), "tensorflow_loaded": "tensorflow" in sys.modules}
 
 
@@ -371,7 +362,7 @@ class _Runner:
         self.fleets = fleets or {}              # target key -> device_agents.fleet.Fleet
         self.on_boards = 0                      # board jobs submitted and not yet written
         self.board_results: queue.SimpleQueue = queue.SimpleQueue()   # filled by the pools' threads
-        self.versions_json = json.dumps(versions)
+        self.versions = versions
         self.build_settings = sweep.build.as_dict()
         self.pending: dict = {}            # ObjectRef -> ("build", key) | ("profile", job, target, meta)
         self.waiting: dict[str, list[_Job]] = {}    # spec key -> jobs sharing that build
@@ -510,7 +501,7 @@ class _Runner:
             job, target, meta, res = item
             if res.status == "measured":
                 self.counts.boards += 1
-                self._write(job, target, meta, record=res.record.to_dict())
+                self._write(job, target, meta, record=res.record)
             else:
                 self._write(job, target, meta, error=f"board: {res.reason}")
             try:
@@ -544,21 +535,18 @@ class _Runner:
         if not res["ok"]:
             self._write(job, target, meta, error=res["error"], profile_s=res.get("profile_s"))
             return
-        s = res["record"]["summary"]
+        s = res["record"].summary
         self._write(job, target, meta, record=res["record"], profile_s=res["profile_s"],
-                    error=board.too_large(s["flash_bytes"], s["ram_bytes"]))
+                    error=board.too_large(s.flash_bytes, s.ram_bytes))
 
     def _write(self, job: _Job, target: TargetSpec, meta: dict, error: str | None = None,
-               record: dict | None = None, profile_s: float | None = None) -> None:
+               record: ProfileRecord | None = None, profile_s: float | None = None) -> None:
         v = job.variant
-        row = {"run_id": self.sweep.run_id, "variant": v.id, "tip": v.tip, "level": v.level,
-               "levels_json": json.dumps(v.levels), "target": target.key, "target_kind": target.kind,
-               "accelerator": target.accelerator, "timing": target.timing,
-               "status": "failed" if error else "measured", "error": error,
-               "config_sha256": job.spec_key, "convert_s": meta.get("convert_s"), "profile_s": profile_s,
-               "build_cached": None if not meta else int(bool(meta.get("cached"))),
-               "tool_versions_json": self.versions_json}
-        self.db.write(row, record)
+        self.db.write(Measurement(
+            self.sweep.run_id, v.id, target.key, target.kind, target.accelerator, target.timing, tip=v.tip,
+            level=v.level, levels=v.levels, error=error, config_sha256=job.spec_key,
+            convert_s=meta.get("convert_s"), profile_s=profile_s,
+            build_cached=None if not meta else bool(meta.get("cached")), tool_versions=self.versions), record)
         if error and error.startswith(NOT_APPLICABLE):
             self.counts.not_applicable += 1
         elif error:

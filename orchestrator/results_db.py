@@ -23,6 +23,9 @@ Commands that only read (`results list`, `rank`, `results export`, reports) open
 `readonly=True`: they never create the results folder or the file.
 
 A measurement and its layers are written in one transaction: a killed driver leaves whole rows.
+`ResultsDB.write` is the one writer of measurement rows (sweeps and nightlies alike): a
+`Measurement` (what was measured, where, how it went) and the typed `ProfileRecord`, flattened
+here and nowhere else.
 
 Load a run into pandas in one call:
 
@@ -36,8 +39,13 @@ import os
 import re
 import socket
 import sqlite3
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from simulator.record import ProfileRecord
 
 from orchestrator.target_names import target_name
 
@@ -222,6 +230,31 @@ def run_state(row: dict, at: datetime | None = None) -> str:
     return status
 
 
+@dataclass
+class Measurement:
+    """One row of `measurements` but the record's numbers: which run, variant and target, and
+    how it went (`error` set: failed, with the reason; its numbers are kept when there are any)."""
+    run_id: str
+    variant: str
+    target: str                              # the target's key, e.g. simulator/mvp/board
+    target_kind: str | None = None           # simulator or board
+    accelerator: str | None = None
+    timing: str | None = None
+    tip: str = "none"
+    level: str = ""
+    levels: dict = field(default_factory=dict)
+    error: str | None = None
+    config_sha256: str | None = None         # the variant's key in the build cache
+    convert_s: float | None = None
+    profile_s: float | None = None
+    build_cached: bool | None = None
+    tool_versions: dict | None = None
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.error else "measured"
+
+
 class ResultsDB:
     def __init__(self, results_dir: str | Path = "results", readonly: bool = False):
         """Opens (with `readonly=False`: creates) DIR/mvpfarm.sqlite. With `readonly`, a missing
@@ -373,21 +406,25 @@ class ResultsDB:
             return self.conn.execute("DELETE FROM measurements WHERE run_id=? AND status='failed'",
                                      (run_id,)).rowcount
 
-    def write(self, row: dict, record: dict | None) -> bool:
+    def write(self, m: Measurement, record: ProfileRecord | None) -> bool:
         """Writes one measurement (and its layers) atomically; False if it was already there."""
-        row = dict(row)
-        row.setdefault("measured_at", now())
-        row["error"] = plain_text(row.get("error"))
+        row = {"run_id": m.run_id, "variant": m.variant, "tip": m.tip, "level": m.level,
+               "levels_json": json.dumps(m.levels), "target": m.target, "target_kind": m.target_kind,
+               "accelerator": m.accelerator, "timing": m.timing, "status": m.status,
+               "error": plain_text(m.error), "config_sha256": m.config_sha256, "convert_s": m.convert_s,
+               "profile_s": m.profile_s, "build_cached": None if m.build_cached is None else int(m.build_cached),
+               "tool_versions_json": None if m.tool_versions is None else json.dumps(m.tool_versions),
+               "measured_at": now()}
         if record is not None:
-            s = record["summary"]
+            s = record.summary
             for k in ("flash_bytes", "ram_bytes", "ops", "macs", "n_layers", "n_unsupported",
                       "accelerator_cycles", "cpu_cycles", "latency_s"):
-                row[k] = s[k]
+                row[k] = getattr(s, k)
             # layers that launch MVP programs: a layer only the vendor's simulator flags still runs there
-            row["n_layers_on_mvp"] = sum(1 for L in record["layers"] if L["supported"] or L["accelerator_cycles"] > 0)
-            row["model_sha256"] = record["model"]["sha256"]
-            row["source"] = record["target"]["source"]
-            row["record_json"] = json.dumps(record)
+            row["n_layers_on_mvp"] = sum(1 for L in record.layers if L.supported or L.accelerator_cycles > 0)
+            row["model_sha256"] = record.model.sha256
+            row["source"] = record.target.source
+            row["record_json"] = record.to_json()
         cols = list(row)
         with self.conn:
             cur = self.conn.execute(
@@ -400,9 +437,8 @@ class ResultsDB:
                     "INSERT INTO layers (run_id, variant, target, layer_index, opcode, ops, macs, supported,"
                     " reason, accelerator_cycles, cpu_cycles, latency_s, ram_bytes)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(row["run_id"], row["variant"], row["target"], L["index"], L["opcode"], L["ops"],
-                      L["macs"], int(L["supported"]), L["reason"], L["accelerator_cycles"],
-                      L["cpu_cycles"], L["latency_s"], L.get("ram_bytes", 0)) for L in record["layers"]])
+                    [(m.run_id, m.variant, m.target, L.index, L.opcode, L.ops, L.macs, int(L.supported), L.reason,
+                      L.accelerator_cycles, L.cpu_cycles, L.latency_s, L.ram_bytes) for L in record.layers])
         return True
 
     def set_board_states(self, run_id: str, states: list[dict]) -> None:
@@ -450,8 +486,9 @@ class ResultsDB:
         return [(r[0], r[1]) for r in self.conn.execute(
             "SELECT DISTINCT variant, config_sha256 FROM measurements WHERE run_id=?", (run_id,))]
 
-    def records(self, run_id: str) -> list[dict]:
-        return [json.loads(r[0]) for r in self.conn.execute(
+    def records(self, run_id: str) -> list[ProfileRecord]:
+        from simulator.record import ProfileRecord
+        return [ProfileRecord.from_json(r[0]) for r in self.conn.execute(
             "SELECT record_json FROM measurements WHERE run_id=? AND record_json IS NOT NULL ORDER BY id",
             (run_id,))]
 

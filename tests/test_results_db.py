@@ -5,7 +5,7 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from orchestrator.results_db import ResultsDB, RunNotFound
+from orchestrator.results_db import Measurement, ResultsDB, RunNotFound
 from simulator.record import LayerRecord, ModelInfo, ProfileRecord, Summary, Target, TensorInfo
 
 
@@ -24,11 +24,15 @@ def record(flash: int, ram: int, cycles: int, on_mvp: list[bool]) -> dict:
         layers=layers).to_dict()
 
 
-def row(run: str, variant: str, status: str = "measured", error=None) -> dict:
+def typed(record: dict) -> ProfileRecord:
+    return ProfileRecord.from_dict(record)
+
+
+def row(run: str, variant: str, status: str = "measured", error=None) -> Measurement:
     tip, _, level = variant.partition("=")
-    return {"run_id": run, "variant": variant, "tip": tip, "level": level,
-            "levels_json": json.dumps({tip: level} if level else {}), "target": "simulator/mvp/vendor-sim",
-            "status": status, "error": error}
+    assert (status == "failed") == bool(error)
+    return Measurement(run, variant, "simulator/mvp/vendor-sim", tip=tip, level=level,
+                       levels={tip: level} if level else {}, error=error)
 
 
 @pytest.fixture
@@ -41,8 +45,8 @@ def db(tmp_path):
 
 def test_a_row_is_written_once_with_its_layers(db):
     rec = record(4000, 9000, 1000, [True, False])
-    assert db.write(row("r1", "base"), rec) is True
-    assert db.write(row("r1", "base"), record(1, 1, 1, [True])) is False      # never a second row
+    assert db.write(row("r1", "base"), typed(rec)) is True
+    assert db.write(row("r1", "base"), typed(record(1, 1, 1, [True]))) is False      # never a second row
     df = db.measurements("r1")
     assert len(df) == 1
     r = df.iloc[0]
@@ -54,7 +58,7 @@ def test_a_row_is_written_once_with_its_layers(db):
 
 
 def test_failed_rows_keep_their_reason_and_can_be_retried(db):
-    db.write(row("r1", "base"), record(4000, 9000, 1000, [True]))
+    db.write(row("r1", "base"), typed(record(4000, 9000, 1000, [True])))
     db.write(row("r1", "filters=0.5", "failed", "conversion error: boom"), None)
     df = db.measurements("r1")
     failed = df[df.status == "failed"].iloc[0]
@@ -65,8 +69,8 @@ def test_failed_rows_keep_their_reason_and_can_be_retried(db):
 
 
 def test_exports_and_the_pandas_one_liner(db, tmp_path):
-    db.write(row("r1", "base"), record(4000, 9000, 1000, [True]))
-    db.write(row("r1", "strides=2", "failed", "too large"), record(5000, 300_000, 900, [True]))
+    db.write(row("r1", "base"), typed(record(4000, 9000, 1000, [True])))
+    db.write(row("r1", "strides=2", "failed", "too large"), typed(record(5000, 300_000, 900, [True])))
     csv = pd.read_csv(db.export("r1", "csv", tmp_path / "x.csv"))
     pq = pd.read_parquet(db.export("r1", "parquet", tmp_path / "x.parquet"))
     js = json.loads(db.export("r1", "json", tmp_path / "x.json").read_text())

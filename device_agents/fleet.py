@@ -139,7 +139,8 @@ def local_fleet(kind: str, count: int, seed: int = 0, silicon=None, prefix: str 
     import tempfile
 
     from device_agents.agent import BoardAgent
-    from device_agents.virtual_board import BOARD_KINDS, VirtualBoard
+    from device_agents.board_kinds import BOARD_KINDS
+    from device_agents.virtual_board import VirtualBoard
     if kind not in BOARD_KINDS:
         raise NoBoards(f"no virtual board of kind {kind!r} (known: {', '.join(BOARD_KINDS)})")
     lock_dir = tempfile.TemporaryDirectory(prefix="mvpfarm-locks-")

@@ -7,12 +7,11 @@ single report (one model) imports too. Numbers are as printed (3 significant dig
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from simulator.errors import ModelError
 from simulator.hardware import CLOCK_HZ
-from simulator.record import LayerRecord, ModelInfo, ProfileRecord, Summary, Target, TensorInfo
+from simulator.record import LayerRecord, ModelInfo, ProfileRecord, Summary, Target, TensorInfo, read_json
 
 
 def _shape(s: str) -> list[int]:
@@ -59,13 +58,11 @@ def report_to_record(name: str, report: dict, board: str = "published", sha256: 
 
 def load_reports(path: str | Path, board: str = "published") -> dict[str, ProfileRecord]:
     """Every report in a JSON file: {model name: report} or a single report with a summary."""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ModelError(f"{p}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{p}: not a JSON file: {e}") from None
+    return reports_from_json(read_json(path), Path(path), board)
+
+
+def reports_from_json(data, p: Path, board: str = "published") -> dict[str, ProfileRecord]:
+    """The reports of a JSON file's content (`p` names the file in errors and a lone report)."""
     if isinstance(data, dict) and "summary" in data:
         data = {data["summary"].get("Name", p.stem): data}
     if not isinstance(data, dict):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from orchestrator.compare import DEVICE
 from orchestrator.run_records import CorruptResults, RunRow, target_group
+from simulator.record import ProfileRecord
 from orchestrator.results_db import DB_NAME, ResultsDB, now
 
 PASSED, REGRESSED, ACCEPTED = "passed", "regressed", "accepted"
@@ -119,22 +120,21 @@ def fmt_value(v) -> str:
 
 # ------------------------------------------------------------------ snapshots
 
-def record_metrics(record: dict) -> dict[str, float]:
-    """The numbers of one profile record (dict form) by path."""
-    s = record["summary"]
-    kind_device = record["target"]["source"] == DEVICE
+def record_metrics(record: ProfileRecord) -> dict[str, float]:
+    """The numbers of one profile record by path."""
+    kind_device = record.target.source == DEVICE
     out = {}
     names = DEVICE_DETERMINISTIC + DEVICE_MEASURED if kind_device else SUMMARY_DETERMINISTIC
     for k in names:
         if k == "mvp_layers":
-            out[k] = float(sum(1 for L in record["layers"] if L["accelerator_cycles"] > 0 or L["supported"]))
+            out[k] = float(sum(1 for L in record.layers if L.accelerator_cycles > 0 or L.supported))
         else:
-            out[k] = float(s[k])
+            out[k] = float(getattr(record.summary, k))
     if not kind_device:
-        for L in record["layers"]:
+        for L in record.layers:
             for k in LAYER_DETERMINISTIC:
-                v = (L["supported"] or L["accelerator_cycles"] > 0) if k == "on_mvp" else L.get(k, 0)
-                out[f"layers[{L['index']}].{k}"] = float(v)
+                v = (L.supported or L.accelerator_cycles > 0) if k == "on_mvp" else getattr(L, k)
+                out[f"layers[{L.index}].{k}"] = float(v)
     return out
 
 
@@ -149,7 +149,7 @@ def snapshot(entry_rows: dict[str, list[RunRow]]) -> dict[str, Metric]:
             measured = [r for r in group if r.status == "measured" and r.record is not None]
             failed = [r for r in group if r not in measured]
             status = "measured" if measured else f"failed: {failed[0].error or 'no record'}"
-            source = measured[0].record["target"]["source"] if measured else (group[0].source or "simulator")
+            source = measured[0].record.target.source if measured else (group[0].source or "simulator")
             out[f"{series}:status"] = Metric(status, DETERMINISTIC, source)
             if not measured:
                 continue

@@ -11,7 +11,6 @@ the baseline or the result file is unusable (one line; nothing is run or written
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 from dataclasses import dataclass, field, replace
@@ -21,8 +20,9 @@ from pathlib import Path
 from orchestrator import baseline as bl
 from orchestrator.nightly_report import write_reports
 from orchestrator.nightly_suite import ModelsEntry, NightlyError, Suite, SweepEntry, load_suite
-from orchestrator.results_db import DB_NAME, ResultsDB
+from orchestrator.results_db import DB_NAME, Measurement, ResultsDB
 from orchestrator.run_records import CompareError, CorruptResults, run_rows
+from orchestrator.versions import tool_versions
 
 EXIT_OK, EXIT_REGRESSED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -37,17 +37,6 @@ class Measured:
 
 def _stamp(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ")
-
-
-def _tool_versions() -> dict:
-    from importlib import metadata
-    out = {"python": sys.version.split()[0]}
-    for dist in ("mvpfarm", "numpy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "unknown"
-    return out
 
 
 def nightly_sweep(entry: SweepEntry, nightly_id: str, stamp: str):
@@ -77,126 +66,65 @@ def run_models_entry(entry: ModelsEntry, suite: Suite, stamp: str, db: ResultsDB
     from simulator.errors import ModelError
     from simulator.profiler import profile_file
     run_id = f"{entry.name}.nightly-{stamp}"
+    versions = tool_versions()
     db.start_run(run_id, f"{entry.name}.nightly-{stamp}", str(suite.path), suite.sha256, suite.text,
                  "nightly-models", {"files": [str(f) for f in entry.files]}, len(entry.files),
-                 len(entry.targets), _tool_versions())
+                 len(entry.targets), versions)
     for f in entry.files:
         for t in entry.targets:
-            row = _row(run_id, f.stem, t.key, "simulator", t.accelerator, t.timing)
+            m = Measurement(run_id, f.stem, t.key, "simulator", t.accelerator, t.timing, tool_versions=versions)
             try:
-                rec = profile_file(f, accelerator=t.accelerator, timing=resolve_timing(t.timing), clock_hz=t.clock_hz)
-                db.write(row, rec.to_dict())
+                db.write(m, profile_file(f, accelerator=t.accelerator, timing=resolve_timing(t.timing),
+                                         clock_hz=t.clock_hz))
             except ModelError as e:
-                db.write({**row, "status": "failed", "error": f"profiler error: {e}"}, None)
+                db.write(replace(m, error=f"profiler error: {e}"), None)
     db.set_status(run_id, "finished")
     return run_id
 
 
-def _row(run_id, variant, target, kind, accelerator, timing) -> dict:
-    return {"run_id": run_id, "variant": variant, "tip": "none", "level": "", "levels_json": "{}",
-            "target": target, "target_kind": kind, "accelerator": accelerator, "timing": timing,
-            "status": "measured", "error": None, "tool_versions_json": json.dumps(_tool_versions())}
-
-
-class LocalBoards:
-    """Virtual boards on this machine with an agent each, no Ray: for a nightly on a machine
-    (or CI runner) without hardware, when the cluster offers no boards."""
-
-    def __init__(self, count: int, kind: str, seed: int, silicon=None):
-        import tempfile
-
-        from device_agents.agent import AgentConfig, BoardAgent
-        from device_agents.virtual_board import VirtualBoard
-        self._lock_dir = tempfile.TemporaryDirectory(prefix="mvpfarm-nightly-locks-")
-        self.boards = [VirtualBoard(kind, f"nightly-vb-{i}", seed=seed + i, silicon=silicon).start()
-                       for i in range(count)]
-        self.agents = [BoardAgent(b.port, AgentConfig(lock_dir=self._lock_dir.name)) for b in self.boards]
-        self.kind = kind
-
-    def measure(self, jobs: list[tuple[str, bytes, str]]):
-        """[(job id, .tflite bytes, name)] -> [(job id, record or None, reason or None)], in order;
-        a job a board hands back goes to the next board."""
-        from device_agents.agent import MEASURED, RETRY_ELSEWHERE
-        out = []
-        for n, (job_id, data, name) in enumerate(jobs):
-            reasons = []
-            for k in range(len(self.agents)):
-                outcome = self.agents[(n + k) % len(self.agents)].run_job(job_id, data, name)
-                if outcome.status == MEASURED:
-                    out.append((job_id, outcome.record, None))
-                    break
-                reasons.append(f"{outcome.board_id}: {outcome.reason}")
-                if outcome.status != RETRY_ELSEWHERE:
-                    break
-            if len(out) <= n:       # no board measured it
-                out.append((job_id, None, " | ".join(reasons)))
-        return out
-
-    def close(self) -> None:
-        for a in self.agents:
-            a.close()
-        for b in self.boards:
-            b.stop()
-        self._lock_dir.cleanup()
-
-
-class _ClusterBoards:
-    def __init__(self, pool, kind: str | None):
-        self.pool, self.kind = pool, kind
-
-    def measure(self, jobs):
-        futures = [(job_id, self.pool.submit(job_id, data, name, kind=self.kind)) for job_id, data, name in jobs]
-        out = []
-        for job_id, fut in futures:
-            r = fut.result()
-            out.append((job_id, r.record, r.reason))
-        return out
-
-    def close(self) -> None:
-        self.pool.close()
-
-
 def _open_boards(suite: Suite, address: str | None, seed: int):
-    """Boards of the cluster (when one is given and has agents), else the suite's virtual boards,
-    else None. Returns (boards, a note for the report)."""
+    """Boards of the cluster (when one is given and has agents), else the suite's virtual boards
+    in this process, else None. Returns (a `device_agents.fleet.Fleet`, a note for the report)."""
+    from device_agents.fleet import Fleet, NoBoards, cluster_pool, local_fleet
     kind = suite.boards.kind
     if address or os.environ.get("RAY_ADDRESS"):
-        from device_agents.fleet import cluster_pool
         from orchestrator import fanout
         fanout.connect(address)
         found = cluster_pool(kind)          # the same lookup a sweep's board target makes
         if found is not None:
             pool, usable = found
-            return _ClusterBoards(pool, kind), f"{len(usable)} board(s) of the cluster"
+            note = f"{len(usable)} board(s) of the cluster"
+            return Fleet(kind, pool, note), note
     if suite.boards.virtual:
-        from device_agents.board_kinds import BOARD_KINDS
         k = kind or "brd2601b"
-        if k not in BOARD_KINDS:
-            raise NightlyError(f"{suite.path}: boards.kind: no virtual board of kind {k!r} "
-                               f"(known: {', '.join(BOARD_KINDS)})")
-        return LocalBoards(suite.boards.virtual, k, seed), f"{suite.boards.virtual} virtual board(s) ({k})"
+        try:
+            fleet = local_fleet(k, suite.boards.virtual, seed, prefix="nightly-vb")
+        except NoBoards as e:
+            raise NightlyError(f"{suite.path}: boards.kind: {e}") from None
+        return fleet, f"{suite.boards.virtual} virtual board(s) ({k})"
     return None, "no boards in the cluster: board metrics not measured tonight"
 
 
-def measure_on_boards(boards, entry: ModelsEntry, run_id: str, repeats: int, db: ResultsDB) -> int:
-    """Each file `repeats` times, one row per measurement (target board/KIND#N). Returns how many
-    measurements failed."""
-    jobs, meta = [], []
+def measure_on_boards(fleet, entry: ModelsEntry, run_id: str, repeats: int, db: ResultsDB) -> int:
+    """Each file `repeats` times on the fleet's boards, one row per measurement (target
+    board/KIND#N). Returns how many measurements failed."""
+    jobs = []
     for f in entry.files:
         data = f.read_bytes()
-        for i in range(repeats):
-            jobs.append((f"{run_id}/{f.stem}#{i}", data, f.stem))
-            meta.append((f.stem, i))
+        jobs += [(f.stem, i, fleet.pool.submit(f"{run_id}/{f.stem}#{i}", data, f.stem, kind=fleet.kind))
+                 for i in range(repeats)]
     failed = 0
-    kind = boards.kind or "any"
-    for (stem, i), (_, record, reason) in zip(meta, boards.measure(jobs)):
-        row = _row(run_id, stem, f"board/{kind}#{i}", "board", "mvp", "measured")
-        if record is None:
+    versions = tool_versions()
+    for stem, i, future in jobs:
+        res = future.result()
+        m = Measurement(run_id, stem, f"board/{fleet.kind or 'any'}#{i}", "board", "mvp", "measured",
+                        tool_versions=versions)
+        if res.record is None:
             failed += 1
-            db.write({**row, "status": "failed", "error": reason or "not measured"}, None)
+            db.write(replace(m, error=res.reason or "not measured"), None)
         else:
-            record.model.name = stem
-            db.write(row, record.to_dict())
+            res.record.model.name = stem
+            db.write(m, res.record)
     return failed
 
 
@@ -217,17 +145,17 @@ def measure(suite: Suite, results_dir: Path, nightly_id: str, stamp: str, addres
         board_entries = [e for e in suite.models if e.boards]
         if board_entries:
             seed = int(hashlib.sha256(nightly_id.encode()).hexdigest()[:8], 16)
-            boards, note = _open_boards(suite, address, seed)
+            fleet, note = _open_boards(suite, address, seed)
             notes.append(f"boards: {note}")
-            if boards is not None:
+            if fleet is not None:
                 try:
                     for entry in board_entries:
-                        failed = measure_on_boards(boards, entry, run_ids[entry.name], suite.boards.repeats, db)
+                        failed = measure_on_boards(fleet, entry, run_ids[entry.name], suite.boards.repeats, db)
                         if failed:
                             notes.append(f"{entry.name}: {failed} board measurement(s) failed (see the run)")
                     boards_ran = True
                 finally:
-                    boards.close()
+                    fleet.close()
     return Measured(run_ids, boards_ran, notes)
 
 

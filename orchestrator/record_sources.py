@@ -11,14 +11,14 @@ Each loader returns {model name: ProfileRecord} or raises `CompareError` naming 
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from orchestrator.compare import CompareError
 from orchestrator.run_records import records_from_run
 from orchestrator.timing_models import resolve as resolve_timing
 from simulator.errors import ModelError
-from simulator.record import CLOCK_HZ_DEFAULT, LayerRecord, ModelInfo, ProfileRecord, Summary, Target
+from simulator.record import (CLOCK_HZ_DEFAULT, LayerRecord, ModelInfo, ProfileRecord, Summary, Target, read_json,
+                              records_from_json)
 
 
 def _is_published(data) -> bool:
@@ -31,27 +31,21 @@ def _is_published(data) -> bool:
 def load_json(path: str | Path) -> dict[str, ProfileRecord]:
     """Published reports (the vendor's shape, as device_reports.json) or profile-record JSON
     (one record, a list, or {name: record})."""
-    from device_agents.published import load_reports
+    from device_agents.published import reports_from_json
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise CompareError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CompareError(f"{p}: not a JSON file: {e}") from None
+        data = read_json(p)
+    except ModelError as e:
+        raise CompareError(str(e)) from None
     if _is_published(data):
         try:
-            return load_reports(p)
+            return reports_from_json(data, p)
         except ModelError as e:
             raise CompareError(f"{p}: {e}") from None
-    items = data if isinstance(data, list) else \
-        list(data.values()) if isinstance(data, dict) and "model" not in data else [data]
     try:
-        records = [ProfileRecord.from_dict(d) for d in items]
-    except (KeyError, TypeError, AttributeError) as e:
-        raise CompareError(f"{p}: neither published device reports nor profile records ({e!r} missing "
-                           "or malformed)") from None
-    return {r.model.name: r for r in records}
+        return {r.model.name: r for r in records_from_json(data, p)}
+    except ModelError as e:
+        raise CompareError(f"{e} (nor published device reports)") from None
 
 
 # CSV columns: ours, or the vendor report's per-layer names

@@ -21,7 +21,7 @@ class RunRow:
     source: str | None
     status: str
     error: str | None
-    record: dict | None
+    record: ProfileRecord | None            # parsed once, here
 
 
 class CorruptResults(CompareError):
@@ -48,8 +48,7 @@ def run_rows(results_dir: str | Path, run: str) -> tuple[str, list[RunRow]]:
         rec = None
         if r["record_json"] is not None:
             try:
-                rec = json.loads(r["record_json"])
-                ProfileRecord.from_dict(rec)
+                rec = ProfileRecord.from_json(r["record_json"])
             except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
                 raise CorruptResults(f"{path}: corrupt record for run {run_id}, variant {r['variant']}, target "
                                      f"{r['target']}: {type(e).__name__}: {e}") from None
@@ -100,7 +99,7 @@ def records_from_run(results_dir: str | Path, run: str, measured: bool,
     by_variant: dict[str, list[ProfileRecord]] = {}
     for r in rows:
         if target_group(r.target) == target:
-            rec = ProfileRecord.from_dict(r.record)
+            rec = r.record
             rec.model.name = r.variant          # the run's name for it, whoever measured it
             by_variant.setdefault(r.variant, []).append(rec)
     return {v: median_record(recs) for v, recs in by_variant.items()}

@@ -144,3 +144,34 @@ class ProfileRecord:
     @classmethod
     def from_json(cls, s: str) -> "ProfileRecord":
         return cls.from_dict(json.loads(s))
+
+
+def read_json(path) -> object:
+    """A JSON file's content; ModelError (one line naming the file) when it is missing or not JSON."""
+    from pathlib import Path
+
+    from simulator.errors import ModelError
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{p}: not a JSON file: {e}") from None
+
+
+def records_from_json(data, where) -> list[ProfileRecord]:
+    """Profile records as JSON holds them: one record, a list, or {name: record}. ModelError names
+    `where` (the file) and what is missing or malformed."""
+    from simulator.errors import ModelError
+    items = data if isinstance(data, list) else \
+        list(data.values()) if isinstance(data, dict) and "model" not in data else [data]
+    try:
+        return [ProfileRecord.from_dict(d) for d in items]
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ModelError(f"{where}: not profile records ({e!r} missing or malformed)") from None
+
+
+def load_records(path) -> list[ProfileRecord]:
+    """The profile records of a JSON file (see `records_from_json`)."""
+    return records_from_json(read_json(path), path)

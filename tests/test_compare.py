@@ -12,6 +12,7 @@ import serial
 
 from conftest import DATA
 from device_agents import vendor_log
+from device_agents.fleet import local_fleet
 from device_agents.published import load_reports
 from device_agents.virtual_board import VirtualBoard
 from orchestrator import cli_compare, nightly
@@ -149,7 +150,7 @@ def test_run_with_both_kinds_of_target_and_two_runs(tmp_path, capsys):
     suite = nightly.load_suite(suite_file)
     with ResultsDB(results) as db:
         run_id = nightly.run_models_entry(suite.models[0], suite, "20250101T000000Z", db)
-        boards = nightly.LocalBoards(2, "brd2601b", seed=5)
+        boards = local_fleet("brd2601b", 2, seed=5, prefix="nightly-vb")
         try:
             assert nightly.measure_on_boards(boards, suite.models[0], run_id, 3, db) == 0
         finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA
+from device_agents.fleet import local_fleet
 from device_agents.silicon_model import SiliconModel, SiliconParams
 from orchestrator import baseline as bl
 from orchestrator import cli_compare, nightly
@@ -56,7 +57,7 @@ def _night(suite: nightly.Suite, results: Path, nightly_id: str, seed: int, cpu_
                 if tamper(variant, rec):
                     db.conn.execute("UPDATE measurements SET record_json=? WHERE id=?", (json.dumps(rec), row_id))
             db.conn.commit()
-        boards = nightly.LocalBoards(2, "brd2601b", seed, silicon=_silicon(cpu_scale))
+        boards = local_fleet("brd2601b", 2, seed, silicon=_silicon(cpu_scale), prefix="nightly-vb")
         try:
             for entry in suite.models:
                 if entry.boards:

@@ -13,7 +13,7 @@ from ray.exceptions import RayTaskError
 
 from orchestrator import api
 from orchestrator.fanout import _ray_reason
-from orchestrator.results_db import ResultsDB, plain_text
+from orchestrator.results_db import Measurement, ResultsDB, plain_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,9 +31,8 @@ def test_a_ray_task_error_is_stored_as_its_cause():
 def test_reasons_are_stored_as_plain_text(tmp_path):
     with ResultsDB(tmp_path) as db:
         db.start_run("r-1", "r", "s.toml", "0" * 64, "", "one-at-a-time", {"builtin": "ds_cnn"}, 1, 1, {})
-        db.write({"run_id": "r-1", "variant": "base", "tip": "base", "level": "", "levels_json": "{}",
-                  "target": "simulator/mvp/board", "status": "failed",
-                  "error": "build worker failed: \x1b[31mValueError\x1b[0m:\n boom"}, None)
+        db.write(Measurement("r-1", "base", "simulator/mvp/board", tip="base",
+                             error="build worker failed: \x1b[31mValueError\x1b[0m:\n boom"), None)
         assert db.conn.execute("SELECT error FROM measurements").fetchone()[0] == \
             "build worker failed: ValueError: boom"
 

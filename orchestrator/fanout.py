@@ -554,4 +554,4 @@ class _Runner:
         else:
             self.counts.profiled += 1
         if self.bar is not None:
-            self.bar.finished(v.id, target.key, record["summary"] if record else None, error)
+            self.bar.finished(v.id, target.key, record.summary if record else None, error)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from orchestrator import units
 from orchestrator.results_db import NOT_APPLICABLE
 from orchestrator.target_names import target_name
+from simulator.record import Summary
 
 MODES = ("bar", "lines", "off")
 
@@ -78,7 +79,8 @@ class SweepProgress:
             self.update()
         return self
 
-    def finished(self, variant: str, target_key: str, summary: dict | None = None, error: str | None = None) -> None:
+    def finished(self, variant: str, target_key: str, summary: Summary | None = None,
+                 error: str | None = None) -> None:
         """One measurement has ended: measured (`summary`, the record's) or not (`error`). Call it
         after the counts have been updated."""
         if self.mode != "lines":
@@ -88,8 +90,8 @@ class SweepProgress:
         if error:
             what = error.rstrip() if error.startswith(NOT_APPLICABLE) else f"failed: {error}"
         else:
-            what = (f"{units.ms(summary['latency_s'])}, {units.kb(summary['ram_bytes'])} RAM, "
-                    f"{units.kb(summary['flash_bytes'])} flash")
+            what = (f"{units.ms(summary.latency_s)}, {units.kb(summary.ram_bytes)} RAM, "
+                    f"{units.kb(summary.flash_bytes)} flash")
         print(f"[{c.done}/{c.total}] {where}: {what}", file=sys.stderr, flush=True)
 
     def update(self) -> None:

@@ -15,7 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from simulator.mvp_plan import plan_layer  # noqa: E402
 from simulator.profiler import profile_file  # noqa: E402
+from simulator.tflite_reader import read_model_file  # noqa: E402
 
 
 def pct(got: float, want: float) -> float:
@@ -38,9 +40,11 @@ def main() -> int:
             if acc == "none":
                 rows.append((f"{jsonl.parent.name}/{rec['model']}", acc, ram_err, None, None, None))
                 continue
-            # the oracle calls a layer without an MVP kernel "supported" (nothing rejected it)
-            agree = sum(1 for L, o in zip(prof.layers, res["layers"])
-                        if (L.supported or (L.reason or "").startswith("no MVP kernel")) == o.get("supported", True))
+            # the vendor's verdict, which the profile record keeps only in a note where the layer
+            # runs on the MVP anyway; the oracle calls a layer without an MVP kernel "supported"
+            graph = read_model_file(path)
+            verdicts = [p.supported or not p.has_mvp_kernel for p in (plan_layer(graph, op) for op in graph.operators)]
+            agree = sum(1 for v, o in zip(verdicts, res["layers"]) if v == o.get("supported", True))
             layer_errs = [abs(pct(L.accelerator_cycles, o["accelerator_cycles"]))
                           for L, o in zip(prof.layers, res["layers"]) if o.get("accelerator_cycles")]
             rows.append((f"{jsonl.parent.name}/{rec['model']}", acc, ram_err,

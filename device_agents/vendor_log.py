@@ -163,10 +163,14 @@ def to_record(log: VendorLog, board_id: str | None, reference: ProfileRecord | N
               name: str = "model", tflite_bytes: bytes | None = None) -> ProfileRecord:
     """The device record of a parsed log. With `reference` (the simulator's record of the same
     model) the rows carry shapes and options; without it only what the log says."""
+    # "unsupported" means what it means for every source: a layer that fell back to the CPU. The
+    # vendor's firmware logs "not supported" also for layers its MVP path then runs (their
+    # accelerator cycles say so): those count as on the MVP
     measured = [MeasuredLayer(
         cpu_cycles=L.cpu_cycles or 0, accelerator_cycles=L.accelerator_cycles or 0,
-        on_accelerator=bool(L.accelerator_cycles) and L.not_supported is None,
-        reason=L.not_supported, latency_s=L.time_s, ops=L.ops, macs=L.macs) for L in log.layers]
+        on_accelerator=bool(L.accelerator_cycles),
+        reason=None if L.accelerator_cycles else L.not_supported,
+        latency_s=L.time_s, ops=L.ops, macs=L.macs) for L in log.layers]
     if reference is not None:
         for ref, L in zip(reference.layers, log.layers):
             if _opcode_key(ref.opcode) != _opcode_key(L.op_name):

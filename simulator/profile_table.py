@@ -48,10 +48,11 @@ def options_str(options: dict) -> str:
 
 
 def mvp_cell(layer) -> str:
-    """yes / cpu (an op the MVP has no kernel for) / no: the limit that was hit."""
+    """yes (runs on the MVP) / cpu (an op the MVP has no kernel for, or the MVP is off) / no: the
+    limit that made the MVP's kernel refuse it (it falls back to the CPU)."""
     if layer.supported:
         return "yes"
-    if (layer.reason or "").startswith("no MVP kernel"):
+    if layer.reason is None:
         return "cpu"
     return f"no: {layer.reason}"
 
@@ -124,6 +125,9 @@ def render_table(rec: ProfileRecord) -> str:
             row.append(mvp_cell(L))
         layers.add_row(*row)
     console.print(layers)
+    notes = [f"  layer {L.index} ({L.opcode}): {L.note}" for L in rec.layers if L.note and mvp]
+    if notes:       # e.g. a layer that runs on the MVP although the vendor's simulator refuses it
+        buf.write("Notes\n" + "\n".join(notes) + "\n")
     return buf.getvalue()
 
 

@@ -61,9 +61,11 @@ def _plans(graph: Graph, accelerator: str) -> list[LayerPlan]:
 
 def _note(plan: LayerPlan) -> str | None:
     """The layer's note: the specific limit behind a refusal where the vendor's words (the
-    record's reason) do not say it, then the plan's own note."""
+    record's reason) do not say it, with, for a layer that runs on the MVP although the vendor's
+    simulator refuses it (its quirks), that refusal in the vendor's words; else the plan's note."""
     limit = plan.limit if plan.limit and plan.limit != plan.reason else None
-    return "; ".join(x for x in (limit, plan.note) if x) or None
+    vendor = f"its words: \"{plan.reason}\"" if plan.runs_on_mvp and not plan.supported else None
+    return "; ".join(x for x in (limit, vendor if limit else None, None if limit else plan.note) if x) or None
 
 
 def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = DEFAULT_TIMING,
@@ -83,10 +85,16 @@ def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = DEFAULT_
         ops, macs = count_ops_macs(graph, op)
         acc_cycles = tm.accelerator_cycles(plan) if plan.runs_on_mvp else 0
         cpu_cycles = tm.cpu_cycles(graph, op, plan)
+        # One meaning of "unsupported" for every source (simulator, board, vendor log): a layer
+        # the MVP's kernels refuse, so that it falls back to the CPU. `supported` is "runs on the
+        # MVP" and `reason` is set only for such a fallback: not for an op the MVP has no kernel
+        # for (softmax: the board does not count it either), nor for a layer the vendor's
+        # simulator flags but whose programs run (its note keeps the vendor's words)
+        falls_back = accelerator == "mvp" and plan.has_mvp_kernel and not plan.runs_on_mvp
         layers.append(LayerRecord(
             index=op.index, opcode=op.opcode, ops=ops, macs=macs,
-            supported=plan.supported,
-            reason=None if plan.supported or accelerator == "none" else plan.reason,
+            supported=accelerator == "mvp" and plan.runs_on_mvp,
+            reason=plan.reason if falls_back else None,
             accelerator_cycles=int(acc_cycles), cpu_cycles=int(cpu_cycles),
             # the timing model's accounting (vendor-sim: max(acc, cpu), the vendor's)
             latency_s=tm.layer_latency_s(int(acc_cycles), int(cpu_cycles), plan.kernel, clock_hz),
@@ -94,10 +102,7 @@ def profile_graph(graph: Graph, accelerator: str = "mvp", timing: str = DEFAULT_
             options=dict(op.options), ram_bytes=int(kernel_bytes), note=_note(plan),
         ))
 
-    summary = Summary.of_layers(
-        layers, flash_bytes=graph.flash_bytes, ram_bytes=int(arena.ram_bytes),
-        # like the vendor's count: layers with an MVP kernel that this instance could not use
-        n_unsupported=sum(1 for p in plans if p.has_mvp_kernel and not p.supported))
+    summary = Summary.of_layers(layers, flash_bytes=graph.flash_bytes, ram_bytes=int(arena.ram_bytes))
     return ProfileRecord(
         model=ModelInfo(graph.name, graph.sha256, graph.flash_bytes,
                         _tensor_info(graph, graph.inputs), _tensor_info(graph, graph.outputs)),

@@ -35,7 +35,7 @@ class LayerRecord:
     ops: int
     macs: int
     supported: bool                 # runs on the accelerator (always False with accelerator "none")
-    reason: str | None              # why not, in the words of the limit that was hit
+    reason: str | None              # why the MVP's kernel refused it (it falls back to the CPU); else None
     accelerator_cycles: int
     cpu_cycles: int
     latency_s: float
@@ -90,7 +90,8 @@ class Summary:
                   n_unsupported: int | None = None) -> "Summary":
         """The summary of a model from its layers: ops, MACs, cycles and latency are the layers'
         sums. n_unsupported defaults to the layers that give a reason for not running on the
-        accelerator (a device's count); the profiler passes the vendor's count."""
+        accelerator: the one meaning of "unsupported" for every source, a layer the MVP's kernels
+        refuse so that it falls back to the CPU (a layer's `reason` is set only for those)."""
         layers = list(layers)
         if n_unsupported is None:
             n_unsupported = sum(1 for L in layers if L.reason is not None)

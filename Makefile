@@ -14,7 +14,7 @@ $(BIN)/mvpfarm: pyproject.toml
 setup: $(BIN)/mvpfarm
 
 demo: setup
-	$(BIN)/mvpfarm sweep run examples/demo.toml --results results
+	$(BIN)/mvpfarm sweep run examples/demo.toml examples/digits-accuracy.toml --results results
 
 test: setup
 	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 $(BIN)/python -m pytest -q -ra

@@ -54,13 +54,18 @@ def run_sweeps(sweeps: list, results_dir: str | Path = DEFAULT_RESULTS, address:
     return out
 
 
-def rank(run: str = "latest", results_dir: str | Path = DEFAULT_RESULTS, objective: str = "latency",
-         weights: dict | None = None):
-    """The run's tip ranking (`ranking.Ranking`)."""
+def rank(run: str = "latest", results_dir: str | Path = DEFAULT_RESULTS, objective: str | None = None,
+         weights: dict | None = None, **bounds):
+    """The run's tip ranking (`ranking.Ranking`). `objective=None`: the decision rule for a run
+    with accuracy, latency otherwise. `bounds` (max_ram_bytes, max_latency_ms, max_flash_bytes,
+    min_accuracy, max_accuracy_drop_pts) replace the sweep file's `[constraints]`."""
     from orchestrator import ranking
     with ResultsDB(results_dir, readonly=True) as db:
         run_id = db.resolve_run(run)
-        return ranking.rank(db.measurements(run_id), objective=objective, weights=weights, run_id=run_id)
+        from orchestrator.constraints import of_run
+        given = {k: v for k, v in bounds.items() if v is not None}
+        return ranking.rank(db.measurements(run_id), objective=objective, weights=weights, run_id=run_id,
+                            constraints=of_run(db.run_info(run_id)).override(**given))
 
 
 def export(run: str = "latest", fmt: str = "csv", results_dir: str | Path = DEFAULT_RESULTS,
@@ -81,7 +86,7 @@ def runs(results_dir: str | Path = DEFAULT_RESULTS) -> list[dict]:
 
 
 def write_report(run: str = "latest", results_dir: str | Path = DEFAULT_RESULTS,
-                 objective: str = "latency") -> Path:
+                 objective: str | None = None) -> Path:
     """Markdown + HTML report with PNG plots under results/<run>/; returns the Markdown path."""
     from orchestrator import report
     with ResultsDB(results_dir, readonly=True) as db:

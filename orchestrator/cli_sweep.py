@@ -127,7 +127,9 @@ def _rank(args) -> int:
     from orchestrator.ranking import RankingError
     from orchestrator.results_db import RunNotFound
     try:
-        rk = api.rank(args.run, args.results, objective=args.objective, weights=_weights(args.weights))
+        rk = api.rank(args.run, args.results, objective=args.objective, weights=_weights(args.weights),
+                      max_ram_bytes=args.max_ram_bytes, max_latency_ms=args.max_latency_ms,
+                      max_flash_bytes=args.max_flash_bytes, min_accuracy=args.min_accuracy)
     except (RunNotFound, RankingError) as e:
         raise _user_error(str(e)) from None
     sys.stdout.write(rk.to_json() + "\n" if args.format == "json" else rk.to_table())
@@ -204,8 +206,16 @@ def register(sub) -> None:
                                       "cycles and latency, ranked by the objective, with the Pareto front.")
     rank.add_argument("run", metavar="RUN", help="a run id, or latest")
     rank.add_argument("--results", default=DEFAULT_RESULTS, metavar="DIR", help=results_help)
-    rank.add_argument("--objective", choices=("latency", "ram", "flash", "weighted"), default="latency",
-                      help="what to minimise (default: latency)")
+    rank.add_argument("--objective", choices=("accuracy", "latency", "ram", "flash", "weighted"), default=None,
+                      help="what to order by (default: for a sweep with [data], the most latency saved among "
+                           "the feasible variants that lose at most max_accuracy_drop_pts; else latency)")
+    for flag, kind, what in (("--min-accuracy", float, "the worst acceptable accuracy"),
+                             ("--max-latency-ms", float, "the latency bound in ms"),
+                             ("--max-ram-bytes", int, "the RAM bound in bytes"),
+                             ("--max-flash-bytes", int, "the flash bound in bytes")):
+        rank.add_argument(flag, type=kind, default=None, metavar="N",
+                          help=f"{what}: variants beyond it are infeasible (default: the sweep file's "
+                               "[constraints])")
     rank.add_argument("--weights", default=None, metavar="W",
                       help="for --objective weighted: e.g. latency=0.5,ram=0.3,flash=0.2 (default: equal)")
     rank.add_argument("--format", choices=("table", "json"), default="table")

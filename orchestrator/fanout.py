@@ -174,12 +174,65 @@ def build_task(spec: dict, build_settings: dict, cache_dir: str):
     return meta, data
 
 
+@ray.remote(num_cpus=1, max_retries=MAX_RETRIES, num_returns=2, runtime_env=_worker_env("build"))
+def train_task(spec: dict, data: dict, data_sha256: str, train: dict, metric: str, search_path: list,
+               cache_dir: str, epochs=None):
+    """Trains a variant once per seed (cached by content) in the build workers' pool: TensorFlow
+    single-threaded, one task per CPU. `epochs` (an `EpochCounter`) counts finished epochs."""
+    from orchestrator import training
+    on_epoch = (lambda: epochs.add.remote()) if epochs is not None else None
+    meta, models = training.train_variant(spec, data, data_sha256, train, metric, search_path, None,
+                                          cache_dir, on_epoch=on_epoch)
+    meta["pid"] = os.getpid()
+    return meta, models
+
+
+@ray.remote(num_cpus=0)
+class EpochCounter:
+    """Training epochs finished in this run, for the progress line."""
+
+    def __init__(self):
+        self.n = 0
+
+    def add(self, k: int = 1) -> None:
+        self.n += k
+
+    def get(self) -> int:
+        return self.n
+
+
+# Scoring holds a CPU slot: it is seconds of emulation per variant, unlike a profile.
+@ray.remote(num_cpus=1, max_retries=MAX_RETRIES, runtime_env=_worker_env("simulator"))
+def score_task(models: dict, target: dict, name: str, y_val, metric: str, search_path: list,
+               profile: bool = True) -> dict:
+    """The profile of a trained variant (its first seed's model) and every seed's emulated
+    accuracy in the target's mode."""
+    from orchestrator import scoring
+    res = _profile(models["tflite"][0], target, name) if profile else {"ok": True}
+    t0 = time.perf_counter()
+    per_seed = []
+    for tflite, ref in zip(models["tflite"], models["reference_outputs"]):
+        try:
+            per_seed.append(scoring.score(tflite, models["x_val"], y_val, metric, target["accelerator"], ref,
+                                          search_path))
+        except Exception as e:      # an evaluator bug must not take the sweep down: record it
+            per_seed.append({"accuracy": None, "agreement_tflite": None,
+                             "error": f"scoring error: {type(e).__name__}: {e}"})
+    res["scores"] = per_seed
+    res["score_s"] = time.perf_counter() - t0
+    return res
+
+
 # Profiles hold no CPU slot: each is tens of milliseconds against a conversion's half second, and
 # one that had to wait for a slot sat behind every queued build (Ray hands a freed CPU to the next
 # build first), so on one CPU no result landed before the last build (measured with
 # ray.timeline()), and a simulator worker's cold start held a build slot idle for a second.
 @ray.remote(num_cpus=0, max_retries=MAX_RETRIES, runtime_env=_worker_env("simulator"))
 def profile_task(data: bytes, target: dict, name: str) -> dict:
+    return _profile(data, target, name)
+
+
+def _profile(data: bytes, target: dict, name: str) -> dict:
     from orchestrator.timing_models import resolve as resolve_timing
     from simulator.errors import ModelError
     from simulator.profiler import profile_model
@@ -273,6 +326,7 @@ def run(sweep: Sweep, results_dir: str | Path = "results", address: str | None =
             db.set_status(sweep.run_id, "finished")
             return result
         board_targets = list({t.key: t for j in jobs for t in j.targets if t.kind == "board"}.values())
+        data = _load_data(sweep, cache_dir)   # bad data stops the sweep here, before Ray and any training
         if session is not None:
             session.connect()
             started = False
@@ -286,10 +340,13 @@ def run(sweep: Sweep, results_dir: str | Path = "results", address: str | None =
             # boards are found (or virtual ones started) before any work, so that a sweep that
             # cannot measure on them stops at once, without creating or touching the run
             fleets = _open_fleets(sweep, board_targets, board_config, result)
+            runner = _Runner(sweep, db, cache_dir, versions, result, fleets, data)
+            runner.prepare()              # the base's config; data checked against it
             start_run()
             run_started = True
             result.n_cpus = ray.cluster_resources().get("CPU", 0.0)
-            _Runner(sweep, db, cache_dir, versions, result, fleets).run(jobs, progress)
+            runner.max_building = max(1, int(result.n_cpus or 1)) + 1
+            runner.run(jobs, progress)
         except KeyboardInterrupt:
             if run_started:
                 db.set_status(sweep.run_id, "interrupted")
@@ -307,6 +364,39 @@ def run(sweep: Sweep, results_dir: str | Path = "results", address: str | None =
         return result
     finally:
         db.close()
+
+
+def _load_data(sweep: Sweep, cache_dir: str):
+    """The sweep's data set with the checks that need no model (and, when the base's config is
+    cached, those that do), or None; raises SweepError."""
+    if sweep.data is None:
+        return None
+    from orchestrator import datasets
+    try:
+        data = datasets.load(sweep.data.as_dict(), sweep.path)
+    except datasets.DataError as e:
+        raise SweepError(str(e)) from None
+    cached = Path(cache_dir) / "base" / f"{build.base_key(sweep.base)}.json"
+    if cached.is_file():
+        check_data(sweep, data, json.loads(cached.read_text()))
+    return data
+
+
+def check_data(sweep: Sweep, data, base_spec: dict):
+    """The data against the base's input and output units; returns the metric (SweepError)."""
+    from orchestrator import datasets, metrics, training
+    shape, units = training.model_io(base_spec)
+    d = sweep.data
+    try:
+        metric = metrics.get(d.metric, d.search_path)
+    except Exception as e:
+        raise SweepError(f"{sweep.path}: data.metric: {d.metric} cannot be loaded ({type(e).__name__}: {e})") from None
+    try:
+        datasets.check_against_model(data, shape or list(data.x_train.shape[1:]), units, metric.classifier,
+                                     sweep.path)
+    except datasets.DataError as e:
+        raise SweepError(str(e)) from None
+    return metric
 
 
 def _virtual_board_resources(targets: list[TargetSpec]) -> dict:
@@ -357,7 +447,7 @@ def _close_fleets(fleets: dict, db: ResultsDB, run_id: str, result: RunResult) -
 
 class _Runner:
     def __init__(self, sweep: Sweep, db: ResultsDB, cache_dir: str, versions: dict, result: RunResult,
-                 fleets: dict | None = None):
+                 fleets: dict | None = None, data=None):
         self.sweep, self.db, self.cache_dir, self.result = sweep, db, cache_dir, result
         self.fleets = fleets or {}              # target key -> device_agents.fleet.Fleet
         self.on_boards = 0                      # board jobs submitted and not yet written
@@ -373,13 +463,31 @@ class _Runner:
         # more than the CPUs, so that a freed CPU never waits for the driver.
         self.max_building = max(1, int(result.n_cpus or 1)) + 1
         self.bar: SweepProgress | None = None
+        self.base_spec: dict | None = None
+        self.data = data                        # datasets.DataSet, or None: a sweep without accuracy
+        self.data_refs: tuple = ()              # (arrays, y_val) in the object store
+        self.epochs = None                      # EpochCounter
+        self.board_scores: dict = {}            # (variant, target key) -> score_task ref
+
+    def prepare(self, progress: bool | str | None = None) -> None:
+        """The base's config, and the data checked against its input and outputs (SweepError)."""
+        self.base_spec = self._base_spec(progress)
+        if self.data is None:
+            return
+        metric = check_data(self.sweep, self.data, self.base_spec)
+        self.metric_higher_is_better = metric.higher_is_better
+        self.data_sha256 = self.data.sha256
+        self.data_refs = (ray.put(self.data.arrays()), ray.put(self.data.y_val))
+        self.epochs = EpochCounter.remote()
 
     @property
     def counts(self) -> Counts:
         return self.result.counts
 
     def run(self, jobs: list[_Job], progress: bool | str | None) -> None:
-        base_spec = self._base_spec(progress)
+        if self.base_spec is None:
+            self.prepare(progress)
+        base_spec = self.base_spec
         with SweepProgress(self.counts, progress, self.sweep.name) as bar:
             self.bar = bar
             try:
@@ -399,6 +507,7 @@ class _Runner:
                             self._handle(ref, self.pending.pop(ref))
                     self._board_results(wait_s=0.0 if self.pending else _WAIT_S)
                     self._pump()
+                    self._poll_epochs()
                     bar.update()
             except KeyboardInterrupt:
                 # No ray.cancel here: force-cancelling a task whose reply is already on its way
@@ -406,6 +515,19 @@ class _Runner:
                 # pending"). The job's tasks end with the driver (ray.shutdown, or the cluster
                 # reaping a departed driver's workers), and nothing they return is written.
                 raise
+
+    def _poll_epochs(self) -> None:
+        """Reads the epoch counter without waiting for it (one request in flight)."""
+        if self.epochs is None:
+            return
+        ref = getattr(self, "_epochs_ref", None)
+        if ref is None:
+            self._epochs_ref = self.epochs.get.remote()
+            return
+        ready, _ = ray.wait([ref], timeout=0)
+        if ready:
+            self.counts.epochs_done = ray.get(ref)
+            self._epochs_ref = None
 
     def _base_spec(self, progress: bool | str | None) -> dict:
         cached = Path(self.cache_dir) / "base" / f"{build.base_key(self.sweep.base)}.json"
@@ -434,22 +556,33 @@ class _Runner:
                 self._write(job, t, {}, error=f"{NOT_APPLICABLE}{e}")
             return
         key = build.variant_key(spec, self.build_settings)
+        if self.data is not None:           # a trained variant: its content is the data and training too
+            from orchestrator import training
+            key = training.seed_key(spec, self.data_sha256, self.sweep.train, self.sweep.data.metric,
+                                    self.sweep.train["seed"])
         job.spec_key = key
         if key in self.waiting:                 # the same model as another variant: build once
             self.waiting[key].append(job)
             return
         self.waiting[key] = [job]
-        data = build.cached_tflite(self.cache_dir, key)
+        data = build.cached_tflite(self.cache_dir, key) if self.data is None else None
         if data is not None:
             self._built(key, {"ok": True, "key": key, "cached": True, "convert_s": 0.0, "build_s": 0.0},
                         ray.put(data))
             return
         self.to_build.append((key, spec))
+        if self.data is not None:
+            self.counts.epochs_total += self.sweep.train["epochs"] * self.sweep.train["seeds"]
 
     def _pump(self) -> None:
         while self.to_build and self.n_building < self.max_building:
             key, spec = self.to_build.pop(0)
-            meta_ref, data_ref = build_task.remote(spec, self.build_settings, self.cache_dir)
+            if self.data is not None:
+                d = self.sweep.data
+                meta_ref, data_ref = train_task.remote(spec, self.data_refs[0], self.data_sha256, self.sweep.train,
+                                                       d.metric, list(d.search_path), self.cache_dir, self.epochs)
+            else:
+                meta_ref, data_ref = build_task.remote(spec, self.build_settings, self.cache_dir)
             self.pending[meta_ref] = ("build", key, data_ref)
             self.n_building += 1
 
@@ -462,6 +595,8 @@ class _Runner:
             self.result.build_s += meta.get("build_s", 0.0)
             self.result.convert_s += meta.get("convert_s", 0.0)
             self.result.build_pids.add(meta.get("pid"))
+        if "seeds" in meta:
+            self.counts.trained += 1
         data = None
         for job in self.waiting[key]:
             for t in job.targets:
@@ -472,10 +607,50 @@ class _Runner:
                         except ray.exceptions.RayError as e:
                             self._write(job, t, meta, error=f"build output lost: {_ray_reason(e)}")
                             continue
+                    if self.data is not None:   # the board returns no outputs for x_val: the emulator scores
+                        self.board_scores[(job.variant.id, t.key)] = self._score(data_ref, t, job, profile=False)
+                        self._submit_to_board(job, t, meta, data["tflite"][0])
+                        continue
                     self._submit_to_board(job, t, meta, data)
+                    continue
+                if self.data is not None:
+                    self.pending[self._score(data_ref, t, job)] = ("profile", job, t, meta)
                     continue
                 ref = profile_task.remote(data_ref, t.__dict__, job.variant.id)
                 self.pending[ref] = ("profile", job, t, meta)
+
+    def _score(self, models_ref, target: TargetSpec, job: _Job, profile: bool = True):
+        d = self.sweep.data
+        return score_task.remote(models_ref, target.__dict__, job.variant.id, self.data_refs[1], d.metric,
+                                 list(d.search_path), profile)
+
+    def _accuracy(self, job: _Job, target: TargetSpec, meta: dict, scores: list[dict] | None,
+                  source: str) -> dict:
+        """The accuracy columns of a trained variant on a target, over its seeds."""
+        import numpy as np
+        seeds = meta.get("seeds") or []
+        out = {"metric": self.sweep.data.metric, "metric_higher_is_better": int(self.metric_higher_is_better),
+               "train_s": meta.get("train_s"), "accuracy_source": source}
+        if seeds:
+            out["accuracy_float"] = float(np.mean([m["accuracy_float"] for m in seeds]))
+            out["accuracy_tflite"] = float(np.mean([m["accuracy_tflite"] for m in seeds]))
+        per_seed = []
+        for i, m in enumerate(seeds):
+            sc = scores[i] if scores and i < len(scores) else {}
+            per_seed.append({"seed": m["seed"], "accuracy_float": m["accuracy_float"],
+                             "accuracy_tflite": m["accuracy_tflite"], "accuracy": sc.get("accuracy"),
+                             "agreement_tflite": sc.get("agreement_tflite")})
+        out["accuracy_json"] = json.dumps(per_seed)
+        errors = [sc.get("error") for sc in (scores or []) if sc.get("error")]
+        accs = [p["accuracy"] for p in per_seed if p["accuracy"] is not None]
+        if errors or not accs:
+            out["accuracy_error"] = errors[0] if errors else "not scored"
+            return out
+        out["accuracy"] = float(np.mean(accs))
+        out["agreement_tflite"] = float(np.mean([p["agreement_tflite"] for p in per_seed]))
+        if len(accs) > 1:
+            out["accuracy_std"] = float(np.std(accs, ddof=1))
+        return out
 
     # --- boards ----------------------------------------------------------------------------------
     def board_job_id(self, job: _Job, target: TargetSpec) -> str:
@@ -499,9 +674,18 @@ class _Runner:
         while True:
             self.on_boards -= 1
             job, target, meta, res = item
+            accuracy = None
+            if self.data is not None:
+                ref = self.board_scores.pop((job.variant.id, target.key), None)
+                try:
+                    scores = ray.get(ref)["scores"] if ref is not None else None
+                except ray.exceptions.RayError as e:
+                    scores = [{"accuracy": None, "error": f"score worker failed: {_ray_reason(e)}"}]
+                accuracy = self._accuracy(job, target, meta, scores,
+                                          "emulator/mvp (the board returns no outputs for the samples)")
             if res.status == "measured":
                 self.counts.boards += 1
-                self._write(job, target, meta, record=res.record)
+                self._write(job, target, meta, record=res.record, accuracy=accuracy)
             else:
                 self._write(job, target, meta, error=f"board: {res.reason}")
             try:
@@ -532,21 +716,26 @@ class _Runner:
         self.result.profile_s += res.get("profile_s", 0.0)
         if res.get("tensorflow_loaded"):
             self.result.profile_workers_with_tf.add(res.get("pid"))
+        accuracy = None
+        if self.data is not None:
+            accuracy = self._accuracy(job, target, meta, res.get("scores"), f"emulator/{target.accelerator}")
         if not res["ok"]:
-            self._write(job, target, meta, error=res["error"], profile_s=res.get("profile_s"))
+            self._write(job, target, meta, error=res["error"], profile_s=res.get("profile_s"), accuracy=accuracy)
             return
         s = res["record"].summary
         self._write(job, target, meta, record=res["record"], profile_s=res["profile_s"],
-                    error=board.too_large(s.flash_bytes, s.ram_bytes))
+                    error=board.too_large(s.flash_bytes, s.ram_bytes), accuracy=accuracy)
 
     def _write(self, job: _Job, target: TargetSpec, meta: dict, error: str | None = None,
-               record: ProfileRecord | None = None, profile_s: float | None = None) -> None:
+               record: ProfileRecord | None = None, profile_s: float | None = None,
+               accuracy: dict | None = None) -> None:
         v = job.variant
         self.db.write(Measurement(
             self.sweep.run_id, v.id, target.key, target.kind, target.accelerator, target.timing, tip=v.tip,
             level=v.level, levels=v.levels, error=error, config_sha256=job.spec_key,
             convert_s=meta.get("convert_s"), profile_s=profile_s,
-            build_cached=None if not meta else bool(meta.get("cached")), tool_versions=self.versions), record)
+            build_cached=None if not meta else bool(meta.get("cached")), tool_versions=self.versions,
+            accuracy=accuracy), record)
         if error and error.startswith(NOT_APPLICABLE):
             self.counts.not_applicable += 1
         elif error:

@@ -27,6 +27,9 @@ class Counts:
     failed: int = 0
     not_applicable: int = 0  # tips that do not apply to the base: recorded with the reason, not failures
     boards: int = 0         # of the measurements made, those measured on boards
+    trained: int = 0        # variants trained (sweeps with [data])
+    epochs_done: int = 0    # training epochs finished, over every variant and seed
+    epochs_total: int = 0
 
     @property
     def done(self) -> int:
@@ -101,6 +104,7 @@ class SweepProgress:
         self._progress.update(self._task, completed=c.done, total=c.total,
                               detail=f"built {c.built}  measured {c.profiled}"
                                      + (f" ({c.boards} on boards)" if c.boards else "")
+                                     + (f"  epochs {c.epochs_done}/{c.epochs_total}" if c.epochs_total else "")
                                      + (f"  not applicable {c.not_applicable}" if c.not_applicable else "")
                                      + f"  failed {c.failed}  left {c.left}")
 

@@ -38,7 +38,8 @@ def write(db: ResultsDB, run_id: str, out_dir: str | Path, objective: str = "lat
     info = db.run_info(run_id)
     df = db.measurements(run_id)
     try:
-        rk = ranking_mod.rank(df, objective=objective, run_id=run_id)
+        from orchestrator.constraints import of_run
+        rk = ranking_mod.rank(df, objective=objective, run_id=run_id, constraints=of_run(info))
         rank_error = None
     except ranking_mod.RankingError as e:
         rk, rank_error = None, str(e)
@@ -54,6 +55,13 @@ def write(db: ResultsDB, run_id: str, out_dir: str | Path, objective: str = "lat
     sections.append(("Run", md_table(["", ""], meta), html_table(["", ""], meta)))
 
     images = []
+    if rk is not None and rk.has_accuracy:      # a sweep with [data] leads with the decision
+        from orchestrator import decision_plots
+        md_text, html_text = decision_plots.summary(rk)
+        for t, p in decision_plots.plot(rk, df, out_dir):
+            md_text += f"\n\n![{t}]({p.name})"
+            html_text += f'\n<p><img src="{p.name}" alt="{html.escape(t)}"></p>'
+        sections.insert(0, ("Decision: accuracy against latency, RAM and flash", md_text, html_text))
     if rk is not None:
         head = ["rank", "tip", "level", "target", f"{objective} (objective)", "latency", "RAM", "flash",
                 "CPU cycles", "MVP cycles", "MVP layers", "Pareto"]

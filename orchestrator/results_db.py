@@ -102,6 +102,17 @@ CREATE TABLE IF NOT EXISTS measurements (
     tool_versions_json TEXT,
     record_json TEXT,
     measured_at TEXT NOT NULL,
+    metric TEXT,
+    metric_higher_is_better INTEGER,
+    accuracy_float REAL,
+    accuracy_tflite REAL,
+    accuracy REAL,
+    agreement_tflite REAL,
+    accuracy_std REAL,
+    accuracy_source TEXT,
+    accuracy_error TEXT,
+    accuracy_json TEXT,
+    train_s REAL,
     UNIQUE (run_id, variant, target)
 );
 CREATE TABLE IF NOT EXISTS layers (
@@ -137,13 +148,20 @@ CREATE TABLE IF NOT EXISTS board_states (
 # The export's columns, in order: the interface contract first. The export adds `target_name`
 # after `target`: the target in the words the terminal and the report use.
 EXPORT_COLUMNS = ["run_id", "variant", "tip", "level", "target", "status", "error", "flash_bytes",
-                  "ram_bytes", "accelerator_cycles", "cpu_cycles", "latency_s", "n_unsupported",
+                  "ram_bytes", "accelerator_cycles", "cpu_cycles", "latency_s", "accuracy_float",
+                  "accuracy_tflite", "accuracy", "agreement_tflite", "accuracy_std", "accuracy_error",
+                  "n_unsupported",
                   "n_layers", "n_layers_on_mvp", "ops", "macs", "accelerator", "timing", "source",
                   "model_sha256", "config_sha256", "levels_json", "convert_s", "profile_s",
-                  "build_cached", "tool_versions_json", "measured_at"]
+                  "build_cached", "tool_versions_json", "measured_at", "metric", "metric_higher_is_better",
+                  "accuracy_source", "accuracy_json", "train_s"]
+# What a trained variant adds to its rows (see README, "Accuracy in the loop").
+ACCURACY_COLUMNS = ("metric", "metric_higher_is_better", "accuracy_float", "accuracy_tflite", "accuracy",
+                    "agreement_tflite", "accuracy_std", "accuracy_source", "accuracy_error", "accuracy_json",
+                    "train_s")
 EXPORT_FORMATS = ("csv", "parquet", "json")
 INT_COLUMNS = ["flash_bytes", "ram_bytes", "accelerator_cycles", "cpu_cycles", "n_unsupported", "n_layers",
-               "n_layers_on_mvp", "ops", "macs", "build_cached"]
+               "n_layers_on_mvp", "ops", "macs", "build_cached", "metric_higher_is_better"]
 
 
 # A running driver refreshes its run's heartbeat this often; a run whose heartbeat is older than
@@ -249,6 +267,7 @@ class Measurement:
     profile_s: float | None = None
     build_cached: bool | None = None
     tool_versions: dict | None = None
+    accuracy: dict | None = None             # a sweep with [data]: its ACCURACY_COLUMNS
 
     @property
     def status(self) -> str:
@@ -415,6 +434,7 @@ class ResultsDB:
                "profile_s": m.profile_s, "build_cached": None if m.build_cached is None else int(m.build_cached),
                "tool_versions_json": None if m.tool_versions is None else json.dumps(m.tool_versions),
                "measured_at": now()}
+        row.update({k: v for k, v in (m.accuracy or {}).items() if k in ACCURACY_COLUMNS})
         if record is not None:
             s = record.summary
             for k in ("flash_bytes", "ram_bytes", "ops", "macs", "n_layers", "n_unsupported",

@@ -19,6 +19,11 @@
     seed = 0                                                   # seeded random representative data
     samples = "samples.npy"                                    # or the user's samples, (N, *input_shape)
     max_variants = 1000                                        # top level: the most variants a grid may make
+    [data]                                  # optional: train and score every variant (see datasets)
+    builtin = "digits"                      # or npz = "d.npz", or loader = "pkg.mod:fn"; metric = "top1"
+    [train]
+    epochs = 20                             # batch_size = 32, seed = 0, seeds = 1, learning_rate = 0.001
+    [constraints]                           # see constraints; max_accuracy_drop_pts = 1.0 by default
 
 Every mistake raises `SweepFileError` with one line naming the file and the key. Checking runs no
 code of the user's: a builder's module is located on the import path, not imported
@@ -36,7 +41,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator import bases, builder_ref, tips
+from orchestrator import bases, builder_ref, constraints, tips
 from simulator.hardware import ACCELERATORS, CLOCK_HZ
 from simulator.profiler import DEFAULT_TIMING
 
@@ -47,11 +52,14 @@ BOARD_TIMING = "measured"      # board rows' timing: the board's own counters (d
 MAX_VIRTUAL_BOARDS = 16
 _SIM_KEYS = ("kind", "accelerator", "timing", "clock_hz")
 _BOARD_KEYS = ("kind", "board", "accelerator", "repeats", "warmup", "virtual", "faults")
-_TOP_KEYS = ("name", "base", "mode", "tips", "targets", "build", "max_variants")
+_TOP_KEYS = ("name", "base", "mode", "tips", "targets", "build", "max_variants", "data", "train",
+             "constraints")
 MAX_VARIANTS_DEFAULT = 1000
 SEED_MAX = 2**32 - 1                 # keras.utils.set_random_seed takes 32 bits
 _KWARG_INT_MAX = 1 << 16             # a builtin's widths, depths and classes
 _INPUT_DIM_MAX = 4096
+_DATA_KINDS = ("npz", "loader", "builtin")
+TRAIN_DEFAULTS = {"epochs": 20, "batch_size": 32, "seed": 0, "seeds": 1, "learning_rate": 0.001}
 _BUILDER_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
 
 
@@ -92,6 +100,17 @@ class BuildSettings:
 
 
 @dataclass
+class DataSpec:
+    """Where the data comes from (one of npz, loader, builtin) and how to score it."""
+    source: dict                        # {"npz": abs path} | {"loader": ref, "search_path": [...]} | {"builtin": name}
+    metric: str = "top1"
+    search_path: tuple[str, ...] = ()   # for a loader or metric function: the sweep file's folder
+
+    def as_dict(self) -> dict:
+        return dict(self.source, search_path=list(self.search_path))
+
+
+@dataclass
 class Sweep:
     name: str
     path: str
@@ -102,6 +121,9 @@ class Sweep:
     tips: dict[str, list]
     targets: list[TargetSpec]
     build: BuildSettings = field(default_factory=BuildSettings)
+    data: DataSpec | None = None
+    train: dict = field(default_factory=lambda: dict(TRAIN_DEFAULTS))
+    constraints: constraints.Constraints = field(default_factory=constraints.Constraints)
 
     @property
     def run_id(self) -> str:
@@ -152,8 +174,74 @@ def parse(data: dict, path: Path, text: str = "", sha256: str = "") -> Sweep:
         problem = samples_problem(build.samples, base_input_shape(base))
         if problem:
             fail("build.samples", problem)
+    data_spec = _data(data.get("data"), path.parent, fail)
+    if data_spec is None:
+        for k in ("train",):
+            if k in data:
+                fail(k, "needs a [data] table: there is nothing to train on")
+    train = _train(data.get("train", {}), fail)
+    bounds = constraints.parse(data.get("constraints"), fail)
     return Sweep(name=name, path=str(path), sha256=sha256, text=text, base=base, mode=mode,
-                 tips=tip_levels, targets=targets, build=build)
+                 tips=tip_levels, targets=targets, build=build, data=data_spec, train=train,
+                 constraints=bounds)
+
+
+def _data(table, folder: Path, fail) -> DataSpec | None:
+    if table is None:
+        return None
+    from orchestrator.datasets import BUILTIN_DATA
+    from orchestrator.metrics import BUILTIN_METRICS
+    if not isinstance(table, dict):
+        fail("data", "must be a table, e.g. [data] builtin = \"digits\"")
+    for k in table:
+        if k not in (*_DATA_KINDS, "metric"):
+            fail(f"data.{k}", f"unknown key (known: {', '.join(_DATA_KINDS)}, metric)")
+    kinds = [k for k in _DATA_KINDS if k in table]
+    if len(kinds) != 1:
+        fail("data", "needs exactly one of npz, loader or builtin")
+    kind, value = kinds[0], table[kinds[0]]
+    if not isinstance(value, str):
+        fail(f"data.{kind}", "must be a string")
+    search_path = (str(folder.resolve()),)
+    if kind == "npz":
+        p = (folder / value).resolve()
+        if not p.is_file():
+            fail("data.npz", f"{p} does not exist")
+        source = {"npz": str(p)}
+    elif kind == "builtin":
+        if value not in BUILTIN_DATA:
+            fail("data.builtin", f"unknown data set {value!r} (known: {', '.join(BUILTIN_DATA)})")
+        source = {"builtin": value}
+    else:
+        if not _BUILDER_RE.match(value):
+            fail("data.loader", f"{value!r} is not of the form package.module:function")
+        source = {"loader": value}
+    metric = table.get("metric", "top1")
+    if metric == "top-1":
+        metric = "top1"
+    if not isinstance(metric, str) or (metric not in BUILTIN_METRICS and not _BUILDER_RE.match(metric)):
+        fail("data.metric", f"{metric!r} is not top1, mse or package.module:function")
+    return DataSpec(source, metric, search_path)
+
+
+def _train(table, fail) -> dict:
+    if not isinstance(table, dict):
+        fail("train", "must be a table")
+    out = dict(TRAIN_DEFAULTS)
+    for k, v in table.items():
+        if k not in TRAIN_DEFAULTS:
+            fail(f"train.{k}", f"unknown key (known: {', '.join(TRAIN_DEFAULTS)})")
+        if k == "learning_rate":
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 10:
+                fail(f"train.{k}", f"{v!r} is not a number in (0, 10)")
+            v = float(v)
+        else:
+            lo, hi = {"epochs": (1, 10_000), "batch_size": (1, 1 << 16), "seed": (0, 2**31 - 1),
+                      "seeds": (1, 100)}[k]
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                fail(f"train.{k}", f"{v!r} is not a whole number from {lo} to {hi}")
+        out[k] = v
+    return out
 
 
 def _base(base, folder: Path, fail) -> dict:

@@ -19,6 +19,7 @@ variant's and the base's) is marked "within noise".
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 from orchestrator import units
@@ -239,9 +240,7 @@ def _rank_target(rows: list[dict], target: str, weights: dict, out: Ranking, mul
                   for x, y in zip(measured + entries, ([base_e] if measured else []) + entries)]
         base_e.update(latency_s=base["latency_s"], ram_bytes=base["ram_bytes"], flash_bytes=base["flash_bytes"])
         base_violations = out.constraints.violations(base_e, _higher(base))
-        out.bases[target] = dict(base, violations=base_violations)
-        out.notes.insert(0, f"base{where}: accuracy {accuracy_text(base_e)}, "
-                         + ("feasible" if not base_violations else "infeasible: " + "; ".join(base_violations)))
+        out.bases[target] = dict(base, violations=base_violations)     # the table's base row shows them
     else:
         points = [(x["latency_s"], x["ram_bytes"], x["flash_bytes"]) for x in measured + entries]
     front = pareto_front(points)[len(measured):]

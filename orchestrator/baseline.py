@@ -29,6 +29,7 @@ from pathlib import Path
 
 from orchestrator.compare import DEVICE
 from orchestrator.run_records import CorruptResults, RunRow, target_group
+from simulator.errors import UserError
 from simulator.record import ProfileRecord
 from orchestrator.results_db import DB_NAME, ResultsDB, now
 
@@ -65,7 +66,7 @@ DEFAULT_THRESHOLDS = {
 FLOAT_REL_TOL = 1e-9        # a deterministic float (simulated latency) printed back from JSON
 
 
-class BaselineError(Exception):
+class BaselineError(UserError):
     """No usable baseline; one line for the user (exit status 2)."""
 
 

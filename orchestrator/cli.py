@@ -1,25 +1,38 @@
 """`mvpfarm`: the command line, a thin layer over the Python API.
 
 Heavy imports (Ray, pandas, TensorFlow) happen inside the subcommands that need them, so that
-`mvpfarm profile` answers in a fraction of a second. User errors print one line and exit 2.
+`mvpfarm profile` answers in a fraction of a second. User errors (`simulator.errors.UserError`,
+the root of every package's user errors) print one line and exit 2.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
+from simulator.errors import UserError
 from simulator.hardware import ACCELERATORS, CLOCK_HZ
 
 EXIT_USAGE = 2
 
 
-class UserError(Exception):
-    """A mistake in what the user asked for: printed as one line, exit status 2."""
+def user_error_exit(e: UserError) -> int:
+    print(f"mvpfarm: error: {e}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def guarded(fn):
+    """A subcommand whose user errors print one line and return exit status 2, under `main` or
+    called from a parser of its own (the subcommand modules' `register`)."""
+    def run(args) -> int:
+        try:
+            return fn(args)
+        except UserError as e:
+            return user_error_exit(e)
+    return run
 
 
 def _profile(args: argparse.Namespace) -> int:
     from simulator import profile_table
-    from simulator.errors import ModelError
     from simulator.profiler import attach_execution, profile_file
     from orchestrator.timing_models import resolve as resolve_timing
 
@@ -28,14 +41,11 @@ def _profile(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise UserError(f"--timing {args.timing}: {e}") from None
     records = []
-    for path in args.models:
-        try:
-            rec = profile_file(path, accelerator=args.accelerator, timing=timing, clock_hz=args.clock_hz)
-            if args.execute:
-                attach_execution(rec, path, seed=args.seed, count=args.count, timing=timing)
-            records.append(rec)
-        except ModelError as e:
-            raise UserError(str(e)) from None
+    for path in args.models:            # a ModelError is a UserError: one line, exit 2
+        rec = profile_file(path, accelerator=args.accelerator, timing=timing, clock_hz=args.clock_hz)
+        if args.execute:
+            attach_execution(rec, path, seed=args.seed, count=args.count, timing=timing)
+        records.append(rec)
     if args.format == "json":
         out = profile_table.render_json(records) + "\n"
     elif args.format == "csv":
@@ -50,16 +60,12 @@ def _emulate(args: argparse.Namespace) -> int:
     import json
 
     from simulator.emulator import emulate_file
-    from simulator.errors import ModelError
 
     if args.count < 1:
         raise UserError(f"--count must be at least 1, not {args.count}")
-    try:
-        res = emulate_file(args.model, accelerator=args.accelerator, seed=args.seed, count=args.count)
-        ref = emulate_file(args.model, accelerator="none", seed=args.seed, count=args.count) \
-            if args.accelerator == "mvp" and args.format == "table" else None
-    except ModelError as e:
-        raise UserError(str(e)) from None
+    res = emulate_file(args.model, accelerator=args.accelerator, seed=args.seed, count=args.count)
+    ref = emulate_file(args.model, accelerator="none", seed=args.seed, count=args.count) \
+        if args.accelerator == "mvp" and args.format == "table" else None
     if args.format == "json":
         print(json.dumps(res))
         return 0
@@ -143,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as e:
-        print(f"mvpfarm: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return user_error_exit(e)
     except KeyboardInterrupt:
         print("mvpfarm: interrupted", file=sys.stderr)
         return 130

@@ -1,8 +1,8 @@
 """`mvpfarm compare`, `mvpfarm calibrate`, `mvpfarm nightly`: simulated against measured.
 
 Thin: each calls orchestrator.compare (with record_sources and run_records for its two sides),
-simulator.calibration or orchestrator.nightly. User errors
-are one line on stderr and exit status 2; `nightly` exits 1 when something regressed, and
+simulator.calibration or orchestrator.nightly. User errors (`simulator.errors.UserError`, through
+`cli.guarded`) are one line on stderr and exit status 2; `nightly` exits 1 when something regressed, and
 `calibrate` exits 1 when it refuses to save a fit that predicts held-out models worse than the
 base timing model.
 
@@ -15,24 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from orchestrator.cli import guarded as _guarded
+from simulator.errors import UserError
+
 DEFAULT_RESULTS = "results"
-EXIT_USAGE = 2
-
-from orchestrator.results_db import ResultsCorrupt
-
-
-class _UserError(Exception):
-    pass
-
-
-def _guarded(fn):
-    def run(args) -> int:
-        try:
-            return fn(args)
-        except (_UserError, ResultsCorrupt) as e:
-            print(f"mvpfarm: error: {e}", file=sys.stderr)
-            return EXIT_USAGE
-    return run
 
 
 def _device_side(args, measured_spec: str | None):
@@ -40,9 +26,9 @@ def _device_side(args, measured_spec: str | None):
     if args.run:
         return run_records.records_from_run(args.results, args.run, measured=True, target=args.device_target)
     if not measured_spec:
-        raise _UserError("give the measured side: --measured FILE_OR_RUN, or --run RUN")
+        raise UserError("give the measured side: --measured FILE_OR_RUN, or --run RUN")
     return record_sources.load_side(measured_spec, args.results, measured=True, target=args.device_target,
-                       model_path=args.models[0] if args.models and len(args.models) == 1 else None)
+                                    model_path=args.models[0] if args.models and len(args.models) == 1 else None)
 
 
 # ------------------------------------------------------------------ compare
@@ -50,19 +36,16 @@ def _device_side(args, measured_spec: str | None):
 def _compare(args) -> int:
     from orchestrator import compare as C
     from orchestrator import record_sources, run_records
-    try:
-        measured = _device_side(args, args.measured)
-        if args.run and not args.simulated:
-            simulated = run_records.records_from_run(args.results, args.run, measured=False, target=args.sim_target)
-        elif args.simulated:
-            simulated = record_sources.load_side(args.simulated, args.results, measured=False, target=args.sim_target)
-        elif args.models:
-            simulated = record_sources.profile_models(args.models, args.timing, args.results)
-        else:
-            raise _UserError("give the simulated side: --simulated FILE_OR_RUN, --models FILES, or --run RUN")
-        comparison = C.compare(simulated, measured, threshold_pct=args.threshold)
-    except C.CompareError as e:
-        raise _UserError(str(e)) from None
+    measured = _device_side(args, args.measured)
+    if args.run and not args.simulated:
+        simulated = run_records.records_from_run(args.results, args.run, measured=False, target=args.sim_target)
+    elif args.simulated:
+        simulated = record_sources.load_side(args.simulated, args.results, measured=False, target=args.sim_target)
+    elif args.models:
+        simulated = record_sources.profile_models(args.models, args.timing, args.results)
+    else:
+        raise UserError("give the simulated side: --simulated FILE_OR_RUN, --models FILES, or --run RUN")
+    comparison = C.compare(simulated, measured, threshold_pct=args.threshold)
     label = args.run or (Path(args.measured).stem if args.measured else "comparison")
     out_dir = Path(args.out) if args.out else Path(args.results) / "compare" / Path(label).name
     paths = comparison.write(out_dir)
@@ -77,24 +60,17 @@ def _compare(args) -> int:
 # ------------------------------------------------------------------ calibrate
 
 def _calibrate(args) -> int:
-    from orchestrator import compare as C
     from orchestrator import run_records
     from simulator import calibration as cal
     from simulator.errors import ModelError
     with tempfile.TemporaryDirectory(prefix="mvpfarm-calibrate-") as tmp:
-        try:
-            records = _device_side(args, args.measured)
-            models = list(args.models or [])
-            if args.run and not models:
-                models = [str(run_records.run_model_files(args.results, args.run, tmp))]
-            if not models:
-                raise _UserError("--models: give the .tflite files (or folders) of the measured models")
-            params, report = cal.calibrate(records, models, base=args.base, name=args.name,
-                                           results_dir=args.results)
-        except C.CompareError as e:
-            raise _UserError(str(e)) from None
-        except ModelError as e:
-            raise _UserError(str(e)) from None
+        records = _device_side(args, args.measured)
+        models = list(args.models or [])
+        if args.run and not models:
+            models = [str(run_records.run_model_files(args.results, args.run, tmp))]
+        if not models:
+            raise UserError("--models: give the .tflite files (or folders) of the measured models")
+        params, report = cal.calibrate(records, models, base=args.base, name=args.name, results_dir=args.results)
     saved, refused = None, None
     if not args.dry_run:
         try:
@@ -120,12 +96,8 @@ def _calibrate(args) -> int:
 
 def _nightly(args) -> int:
     from orchestrator import nightly
-    try:
-        result = nightly.run(args.suite, args.results, baseline=args.baseline,
-                             update_baseline=args.update_baseline, address=args.address,
-                             num_cpus=args.num_cpus)
-    except nightly.NightlyError as e:
-        raise _UserError(str(e)) from None
+    result = nightly.run(args.suite, args.results, baseline=args.baseline, update_baseline=args.update_baseline,
+                         address=args.address, num_cpus=args.num_cpus)
     for line in result.summary_lines():
         print(line)
     for note in result.notes:

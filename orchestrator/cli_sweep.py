@@ -1,7 +1,8 @@
 """`mvpfarm sweep run`, `mvpfarm rank`, `mvpfarm results`: the sweep subcommands.
 
 Thin: each calls `orchestrator.api`. User errors (a bad sweep file, an unknown run, a base model
-that does not build) become `cli.UserError`: one line on stderr, exit status 2.
+that does not build, a damaged result file: each a `simulator.errors.UserError`) are one line on
+stderr and exit status 2 (`cli.guarded`).
 """
 from __future__ import annotations
 
@@ -9,38 +10,13 @@ import argparse
 import sys
 
 from orchestrator.api import DEFAULT_RESULTS
-
-from orchestrator.results_db import ResultsCorrupt
-
-
-class _UserError(Exception):
-    pass
-
-
-def _user_error(msg: str) -> Exception:
-    return _UserError(msg)
-
-
-def _guarded(fn):
-    """User errors as one line and exit status 2. Handled here rather than by cli.main's UserError
-    so that it also holds under `python -m orchestrator.cli`, where cli's module is __main__."""
-    def run(args) -> int:
-        try:
-            return fn(args)
-        except (_UserError, ResultsCorrupt) as e:
-            print(f"mvpfarm: error: {e}", file=sys.stderr)
-            return 2
-    return run
+from orchestrator.cli import guarded as _guarded
+from simulator.errors import UserError
 
 
 def _sweep_run(args) -> int:
     from orchestrator import api
-    from orchestrator.sweep_file import SweepFileError
-    try:
-        sweeps = [api.load_sweep(f) for f in args.file]      # all checked before any work starts
-    except SweepFileError as e:
-        raise _user_error(str(e)) from None
-    from orchestrator import fanout
+    sweeps = [api.load_sweep(f) for f in args.file]      # all checked before any work starts
     done = []
 
     def ended(result) -> None:
@@ -50,8 +26,6 @@ def _sweep_run(args) -> int:
         api.run_sweeps(sweeps, args.results, address=args.address, num_cpus=args.num_cpus, report=False,
                        retry_failed=args.retry_failed, on_result=ended,
                        progress=False if args.quiet else None, verbose=args.verbose)
-    except fanout.SweepError as e:
-        raise _user_error(str(e)) from None
     except KeyboardInterrupt:
         print(f"mvpfarm: sweep {sweeps[len(done)].run_id} interrupted; what was measured is kept. Run the "
               "same command again to measure what is missing.", file=sys.stderr)
@@ -118,20 +92,15 @@ def _weights(text: str | None) -> dict | None:
         try:
             out[k.strip()] = float(v)
         except ValueError:
-            raise _user_error(f"--weights: {part!r} is not metric=number") from None
+            raise UserError(f"--weights: {part!r} is not metric=number") from None
     return out
 
 
 def _rank(args) -> int:
     from orchestrator import api
-    from orchestrator.ranking import RankingError
-    from orchestrator.results_db import RunNotFound
-    try:
-        rk = api.rank(args.run, args.results, objective=args.objective, weights=_weights(args.weights),
-                      max_ram_bytes=args.max_ram_bytes, max_latency_ms=args.max_latency_ms,
-                      max_flash_bytes=args.max_flash_bytes, min_accuracy=args.min_accuracy)
-    except (RunNotFound, RankingError) as e:
-        raise _user_error(str(e)) from None
+    rk = api.rank(args.run, args.results, objective=args.objective, weights=_weights(args.weights),
+                  max_ram_bytes=args.max_ram_bytes, max_latency_ms=args.max_latency_ms,
+                  max_flash_bytes=args.max_flash_bytes, min_accuracy=args.min_accuracy)
     sys.stdout.write(rk.to_json() + "\n" if args.format == "json" else rk.to_table())
     return 0
 
@@ -155,13 +124,9 @@ def _results_list(args) -> int:
 
 def _results_export(args) -> int:
     from orchestrator import api
-    from orchestrator.results_db import RunNotFound
     if args.output == "-" and args.format == "parquet":
-        raise _user_error("--output -: Parquet is binary; give a file name")
-    try:
-        path = api.export(args.run, args.format, args.results, out=None if args.output == "-" else args.output)
-    except RunNotFound as e:
-        raise _user_error(str(e)) from None
+        raise UserError("--output -: Parquet is binary; give a file name")
+    path = api.export(args.run, args.format, args.results, out=None if args.output == "-" else args.output)
     if args.output == "-":
         sys.stdout.write(path.read_text())
     else:

@@ -18,6 +18,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from simulator.errors import UserError
 from simulator.record import DEVICE_SOURCE, ProfileRecord
 
 
@@ -33,7 +34,7 @@ DEVICE = DEVICE_SOURCE
 DEFAULT_SIM_TARGET = "simulator/mvp/board"
 
 
-class CompareError(ValueError):
+class CompareError(UserError, ValueError):
     """Input that cannot be compared; the message is one line naming the file or run."""
 
 

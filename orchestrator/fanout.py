@@ -50,6 +50,7 @@ from orchestrator.sweep_file import Sweep, TargetSpec
 from orchestrator.tips import TipNotApplicable, apply_tips
 from orchestrator.variants import Variant, expand
 from orchestrator.versions import tool_versions
+from simulator.errors import UserError
 from simulator.record import ProfileRecord
 
 MAX_RETRIES = 3
@@ -59,7 +60,7 @@ BUILD_RETRIES = 1
 _WAIT_S = 0.5
 
 
-class SweepError(Exception):
+class SweepError(UserError):
     """A sweep that cannot go on (e.g. its base model does not build); one line for the user."""
 
 

@@ -33,12 +33,13 @@ from pathlib import Path
 from orchestrator import baseline as bl
 from orchestrator import sweep_file
 from orchestrator.sweep_file import Sweep, SweepFileError, TargetSpec
+from simulator.errors import UserError
 
 TREND_NIGHTS = 14
 _TOP_KEYS = ("name", "sweeps", "models", "boards", "thresholds", "trend")
 
 
-class NightlyError(Exception):
+class NightlyError(UserError):
     """The nightly cannot run or judge; one line for the user, exit status 2."""
 
 

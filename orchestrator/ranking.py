@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 
 from orchestrator import units
+from simulator.errors import UserError
 
 OBJECTIVES = ("accuracy", "latency", "ram", "flash", "weighted")
 DECISION = "decision"           # the default order of a run with accuracy (see the module doc)
@@ -31,7 +32,7 @@ _METRICS = {"latency": "latency_s", "ram": "ram_bytes", "flash": "flash_bytes",
 DEFAULT_WEIGHTS = {"latency": 1.0, "ram": 1.0, "flash": 1.0}
 
 
-class RankingError(ValueError):
+class RankingError(UserError, ValueError):
     """A run that cannot be ranked; one line for the user."""
 
 

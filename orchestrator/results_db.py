@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from simulator.record import ProfileRecord
 
 from orchestrator.target_names import target_name
+from simulator.errors import UserError
 
 DB_NAME = "mvpfarm.sqlite"
 
@@ -183,11 +184,11 @@ def outcome(status: str, error: str | None) -> str:
     return "not applicable" if (error or "").startswith(NOT_APPLICABLE) else "failed"
 
 
-class RunNotFound(LookupError):
+class RunNotFound(UserError, LookupError):
     """No such run in the result table; the message is one line."""
 
 
-class ResultsCorrupt(Exception):
+class ResultsCorrupt(UserError):
     """The results file is damaged or is not an mvpfarm result table; the message is one line
     with the path and what to do. Nothing has been written to the file."""
 

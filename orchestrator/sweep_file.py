@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import bases, builder_ref, constraints, tips
+from simulator.errors import UserError
 from simulator.hardware import ACCELERATORS, CLOCK_HZ
 from simulator.profiler import DEFAULT_TIMING
 
@@ -63,7 +64,7 @@ TRAIN_DEFAULTS = {"epochs": 20, "batch_size": 32, "seed": 0, "seeds": 1, "learni
 _BUILDER_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
 
 
-class SweepFileError(ValueError):
+class SweepFileError(UserError, ValueError):
     """A mistake in a sweep file; the message is one line naming the file and the key."""
 
 

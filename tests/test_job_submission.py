@@ -1,12 +1,17 @@
 """The README's remote recipe, run as written against a head node started with `ray start` on
-127.0.0.1: `ray job submit ... -- mvpfarm sweep run FILE --address auto` measures the sweep on the
-cluster and leaves the rows in the results folder the job was given."""
+127.0.0.1 with token authentication: `ray job submit ... -- mvpfarm sweep run FILE --address auto`
+measures the sweep on the cluster and leaves the rows in the results folder the job was given,
+and a submission without the token is refused."""
 import os
 import secrets
+import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -32,23 +37,76 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def head(tmp_path):
-    """A one-node cluster with the job server on 127.0.0.1, token authentication on (as a
-    cluster started with `ray start` has it once a token exists), with a token of its own."""
-    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token",
-               RAY_AUTH_TOKEN=secrets.token_hex(32))
+def _wait_for(url: str, timeout_s: float = 180) -> None:
+    """Until the head's job server answers (any HTTP status: it answers 401 without a token)."""
+    import urllib.error
+    import urllib.request
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url + "/api/version", timeout=5)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    """A one-node cluster with the job server on 127.0.0.1, started as the README says: a token
+    made by `ray get-auth-token --generate` (in a HOME of the test's own, so that ~/.ray/auth_token
+    is the test's), then `ray start --head` with RAY_AUTH_MODE=token. The head runs with --block in
+    a process group of its own, so stopping it stops this cluster only (`ray stop` would stop every
+    Ray on the machine). One head for the module's tests: starting one takes tens of seconds."""
+    home = tmp_path_factory.mktemp("home")
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token", HOME=str(home))
+    env.pop("RAY_AUTH_TOKEN", None)
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
+    token = subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert token.returncode == 0 and (home / ".ray" / "auth_token").is_file(), token.stderr[-2000:]
     dashboard = _free_port()
-    start = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
-             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--include-dashboard", "true",
-             "--dashboard-agent-listen-port", str(_free_port()), "--ray-client-server-port", str(_free_port()),
-             "--num-cpus", "2", "--disable-usage-stats"]
-    r = subprocess.run(start, env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
+    temp_dir = tempfile.mkdtemp(prefix="mvpfarm-ray-", dir="/tmp")   # short: Ray's socket paths live in it
+    start = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+             "--port", str(_free_port()), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+             "--include-dashboard", "true", "--dashboard-agent-listen-port", str(_free_port()),
+             "--ray-client-server-port", str(_free_port()), "--num-cpus", "2", "--disable-usage-stats",
+             "--temp-dir", temp_dir]
+    proc = subprocess.Popen(start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
+        _wait_for(f"http://127.0.0.1:{dashboard}")
         yield f"http://127.0.0.1:{dashboard}", env
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        for sig, wait_s in ((signal.SIGTERM, 60), (signal.SIGKILL, 30)):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=wait_s)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_a_submission_without_the_token_is_refused(head, tmp_path):
+    address, env = head
+    marker = tmp_path / "ran"
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", address, "--", "touch", str(marker)]
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    for who in (dict(env, HOME=str(stranger)),                                    # no token at all
+                dict(env, HOME=str(stranger), RAY_AUTH_TOKEN=secrets.token_hex(32)),   # a wrong one
+                {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}):          # the token, not sent
+        job = subprocess.run(cmd, env=who, capture_output=True, text=True, timeout=300)
+        assert job.returncode != 0, job.stdout + job.stderr
+        assert "authentication" in (job.stdout + job.stderr).lower(), (job.stdout + job.stderr)[-2000:]
+    time.sleep(2)
+    assert not marker.exists()
 
 
 def test_a_sweep_submitted_as_a_ray_job_lands_in_the_results_table(head, tmp_path):

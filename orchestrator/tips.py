@@ -102,6 +102,10 @@ def _input_size(m: ModelConfig, model_config: dict, scale: float) -> None:
         if len(shape) < 3:
             continue                     # (batch, features): no spatial dims to scale
         # (batch, H, W, C) or (batch, T, C): every dim between batch and channels is spatial
+        collapsed = [d for d in shape[1:-1] if isinstance(d, int) and math.floor(d * scale + 0.5) < 1]
+        if collapsed:        # not rounded up to a 1x1 input that would rank first
+            raise TipNotApplicable(f"input_size {scale:g} makes the input's {collapsed[0]}-long dimension "
+                                   f"{collapsed[0] * scale:.3g} long, below 1 ({fmt(shape[1:])} input)")
         new = [shape[0]] + [_scaled(d, scale) for d in shape[1:-1]] + [shape[-1]]
         if new != shape:
             cfg["batch_shape"] = new

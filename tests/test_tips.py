@@ -53,6 +53,13 @@ def test_input_size_scales_spatial_dims_only(cnn):
     assert m.output.shape[-1] == 4
 
 
+@pytest.mark.parametrize("scale", [1e-9, 0.02])
+def test_input_size_below_one_element_is_not_applicable(cnn, scale):
+    """20x12 scaled by 1e-9 (or 0.02: 0.4 x 0.24) is no input; it is not measured as a 1x1 one."""
+    with pytest.raises(TipNotApplicable, match=f"input_size {scale:g} makes the input's 20-long dimension .* below 1"):
+        apply_tip(spec_of(cnn), "input_size", scale)
+
+
 def test_input_size_not_applicable_without_spatial_dims(mlp):
     with pytest.raises(TipNotApplicable, match="no spatial dimensions"):
         apply_tip(spec_of(mlp), "input_size", 0.5)

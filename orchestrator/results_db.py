@@ -15,9 +15,9 @@ file) and a schema check (our tables with our columns). A corrupt or foreign fil
 `ResultsCorrupt`, one line with the path and what to do; no command writes to it.
 
 A running run records its driver (`owner_host`, `owner_pid`) and a heartbeat (`heartbeat_at`,
-refreshed every HEARTBEAT_S while it runs). A run still marked running whose driver is gone (the
-pid is dead on this host, or the heartbeat is older than STALE_S) is shown as `interrupted`:
-running the same sweep file again resumes it.
+refreshed every HEARTBEAT_S while it runs). A run still marked running whose driver is gone (on
+this host: its pid is dead; seen from another host: its heartbeat is older than STALE_S) is shown
+as `interrupted`: running the same sweep file again resumes it.
 
 Commands that only read (`results list`, `rank`, `results export`, reports) open the file with
 `readonly=True`: they never create the results folder or the file.
@@ -237,9 +237,9 @@ def run_state(row: dict, at: datetime | None = None) -> str:
     if status != "running":
         return status
     at = at or datetime.now(timezone.utc)
-    if row.get("owner_host") == socket.gethostname() and row.get("owner_pid") \
-            and not _pid_alive(int(row["owner_pid"])):
-        return "interrupted"
+    if row.get("owner_host") == socket.gethostname() and row.get("owner_pid"):
+        # on this machine the pid says it (a driver busy for minutes in one step is still alive)
+        return status if _pid_alive(int(row["owner_pid"])) else "interrupted"
     beat = row.get("heartbeat_at") or row.get("updated_at")
     try:
         if beat and at - datetime.fromisoformat(beat) > timedelta(seconds=STALE_S):

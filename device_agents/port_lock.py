@@ -18,6 +18,17 @@ class PortBusy(Exception):
     """Another process owns the port; the message names it."""
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this host still runs (one of another user counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def lock_path(port: str, lock_dir: Path | None = None) -> Path:
     real = os.path.realpath(port) if "://" not in port else port
     return Path(lock_dir or DEFAULT_LOCK_DIR) / (re.sub(r"[^A-Za-z0-9._-]", "_", real).strip("_") + ".lock")

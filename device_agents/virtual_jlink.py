@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from device_agents.board_kinds import BoardKind
+from device_agents.port_lock import pid_alive
 
 ROOT_ENV = "MVPFARM_VIRTUAL_JLINK_DIR"
 FLASH_BASE_ADDRESS = 0x0800_0000      # EFR32 series 2 (xG23 and later): flash starts at 0x08000000
@@ -109,16 +110,6 @@ class VirtualJLink:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def serial_for_port(port: str) -> str | None:
     """The serial of the virtual debugger that belongs to the board on `port`, or None."""
     base = root()
@@ -129,6 +120,6 @@ def serial_for_port(port: str) -> str | None:
             info = json.loads((d / "device.json").read_text())
         except (OSError, ValueError):
             continue
-        if info.get("port") == port and _alive(int(info.get("pid", 0))):
+        if info.get("port") == port and pid_alive(int(info.get("pid", 0))):
             return str(info["serial"])
     return None

@@ -25,8 +25,6 @@ does (simulator targets only: boards come from `boards = true`). Every mistake r
 from __future__ import annotations
 
 import glob
-import hashlib
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,14 +83,7 @@ class Suite:
 def load_suite(path: str | Path) -> Suite:
     """Reads and checks a suite file; raises NightlyError naming the file and the key."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-        text = raw.decode("utf-8")
-        data = tomllib.loads(text)
-    except OSError as e:
-        raise NightlyError(f"{path}: cannot read the suite file ({e.strerror})") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise NightlyError(f"{path}: not valid TOML: {e}") from None
+    data, text, sha256 = sweep_file.read_toml(path, "suite file", NightlyError)
 
     def fail(key: str, problem: str):
         raise NightlyError(f"{path}: {key}: {problem}")
@@ -103,7 +94,7 @@ def load_suite(path: str | Path) -> Suite:
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_.-" for c in name):
         fail("name", f"{name!r} is not a name (letters, digits, '.', '_', '-')")
-    suite = Suite(name, path, hashlib.sha256(raw).hexdigest(), text)
+    suite = Suite(name, path, sha256, text)
     folder = path.parent
     seen: set[str] = set()
 

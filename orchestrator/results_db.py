@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from simulator.record import ProfileRecord
 
+from device_agents.port_lock import pid_alive
 from orchestrator.target_names import target_name
 from simulator.errors import UserError
 
@@ -221,16 +222,6 @@ def _schema_columns() -> dict[str, dict[str, bool]]:
     return out
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def run_state(row: dict, at: datetime | None = None) -> str:
     """The run's status as the user should see it: `running` only while its driver lives."""
     status = row.get("status")
@@ -239,7 +230,7 @@ def run_state(row: dict, at: datetime | None = None) -> str:
     at = at or datetime.now(timezone.utc)
     if row.get("owner_host") == socket.gethostname() and row.get("owner_pid"):
         # on this machine the pid says it (a driver busy for minutes in one step is still alive)
-        return status if _pid_alive(int(row["owner_pid"])) else "interrupted"
+        return status if pid_alive(int(row["owner_pid"])) else "interrupted"
     beat = row.get("heartbeat_at") or row.get("updated_at")
     try:
         if beat and at - datetime.fromisoformat(beat) > timedelta(seconds=STALE_S):

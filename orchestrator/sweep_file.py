@@ -133,16 +133,22 @@ class Sweep:
 
 def load(path: str | Path) -> Sweep:
     path = Path(path)
+    data, text, sha256 = read_toml(path, "sweep file", SweepFileError)
+    return parse(data, path, text, sha256)
+
+
+def read_toml(path: Path, what: str, error: type[Exception]) -> tuple[dict, str, str]:
+    """A TOML file's (data, text, sha256 of its bytes), as sweep files and nightly suites are read;
+    `error` with one line naming the file when it cannot be read or is not TOML."""
     try:
         data_bytes = path.read_bytes()
     except OSError as e:
-        raise SweepFileError(f"{path}: cannot read the sweep file ({e.strerror})") from None
+        raise error(f"{path}: cannot read the {what} ({e.strerror})") from None
     try:
         text = data_bytes.decode("utf-8")
-        data = tomllib.loads(text)
+        return tomllib.loads(text), text, hashlib.sha256(data_bytes).hexdigest()
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise SweepFileError(f"{path}: not valid TOML: {e}") from None
-    return parse(data, path, text, hashlib.sha256(data_bytes).hexdigest())
+        raise error(f"{path}: not valid TOML: {e}") from None
 
 
 def parse(data: dict, path: Path, text: str = "", sha256: str = "") -> Sweep:

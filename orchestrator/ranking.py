@@ -107,7 +107,7 @@ class Ranking:
     @property
     def objective_label(self) -> str:
         if self.objective == DECISION:
-            return "latency (objective)"
+            return "latency saved, feasible variants first"
         if self.objective != "weighted":
             return self.objective
         return "weighted change (" + ", ".join(f"{k} {v:g}" for k, v in self.weights.items()) + ")"

@@ -188,7 +188,7 @@ def test_board_sweep_over_faulty_virtual_boards_measures_each_variant_once_and_r
                {b: s["state"] for b, s in states.items()}
     report = api.write_report(sweep.run_id, results).read_text()
     boards_section = report.split("## Boards", 1)[1]
-    assert "vb0-brd2601b-0 | board/brd2601b/mvp | quarantined | 0 |" in boards_section
+    assert "vb0-brd2601b-0 | board brd2601b mvp | quarantined | 0 |" in boards_section
     assert "no reply to Profile" in boards_section
     ranking = api.rank(sweep.run_id, results).to_json_list()
     assert {e["target"] for e in ranking} == {BOARD_KEY, "simulator/mvp/" + sweep.targets[0].timing}

@@ -129,8 +129,9 @@ def test_sweep_end_to_end_table_and_ranking(cluster, tmp_path):
 
     # the report and the exports
     report = api.write_report("latest", results)
-    assert {p.name for p in report.parent.iterdir()} >= {"report.md", "report.html", "ranking.png",
-                                                         "pareto.png", "layers.png"}
+    assert {p.name for p in report.parent.iterdir()} >= {"report.md", "report.html", "ranking-simulator-mvp-board.png",
+                                                         "pareto-simulator-mvp-board.png",
+                                                         "layers-simulator-mvp-board.png"}
     assert best["variant"] in report.read_text()
     exported = json.loads(api.export("latest", "json", results).read_text())
     assert len(exported) == N_VARIANTS

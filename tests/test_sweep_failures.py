@@ -61,8 +61,9 @@ def test_a_sweep_where_everything_failed_writes_its_report_and_exits_1(tmp_path)
     [run] = api.runs(results)
     assert (run["n_measured"], run["n_failed"], run.get("n_not_applicable", 0), run["status"]) == (0, 2, 1, "finished")
     report = (results / run["run_id"] / "report.md").read_text()
-    assert "0 measured, 3 failed" in report and "too large for the board: RAM" in report
-    assert "| dense_units=0.5 | simulator/mvp/board | failed |  |" in report      # a row without numbers
+    assert "0 measured, 1 not applicable, 2 failed" in report and "too large for the board: RAM" in report
+    # a row without numbers
+    assert "| dense_units=0.5 | simulator mvp, board timing | not applicable |  |  |  |  |" in report
     df = api.export(run["run_id"], "json", results)
     import json
     reasons = {r["variant"]: r["error"] for r in json.loads(df.read_text())}

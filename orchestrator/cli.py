@@ -9,26 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from orchestrator.cli_errors import user_error_exit
 from simulator.errors import UserError
 from simulator.hardware import ACCELERATORS, CLOCK_HZ
-
-EXIT_USAGE = 2
-
-
-def user_error_exit(e: UserError) -> int:
-    print(f"mvpfarm: error: {e}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def guarded(fn):
-    """A subcommand whose user errors print one line and return exit status 2, under `main` or
-    called from a parser of its own (the subcommand modules' `register`)."""
-    def run(args) -> int:
-        try:
-            return fn(args)
-        except UserError as e:
-            return user_error_exit(e)
-    return run
 
 
 def _profile(args: argparse.Namespace) -> int:

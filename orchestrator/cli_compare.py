@@ -2,7 +2,7 @@
 
 Thin: each calls orchestrator.compare (with record_sources and run_records for its two sides),
 simulator.calibration or orchestrator.nightly. User errors (`simulator.errors.UserError`, through
-`cli.guarded`) are one line on stderr and exit status 2; `nightly` exits 1 when something regressed, and
+`cli_errors.guarded`) are one line on stderr and exit status 2; `nightly` exits 1 when something regressed, and
 `calibrate` exits 1 when it refuses to save a fit that predicts held-out models worse than the
 base timing model.
 
@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from orchestrator.cli import guarded as _guarded
+from orchestrator.cli_errors import guarded as _guarded
 from simulator.errors import UserError
 
 DEFAULT_RESULTS = "results"

@@ -2,7 +2,7 @@
 
 Thin: each calls `orchestrator.api`. User errors (a bad sweep file, an unknown run, a base model
 that does not build, a damaged result file: each a `simulator.errors.UserError`) are one line on
-stderr and exit status 2 (`cli.guarded`).
+stderr and exit status 2 (`cli_errors.guarded`).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from orchestrator.api import DEFAULT_RESULTS
-from orchestrator.cli import guarded as _guarded
+from orchestrator.cli_errors import guarded as _guarded
 from simulator.errors import UserError
 
 

@@ -171,8 +171,3 @@ def records_from_json(data, where) -> list[ProfileRecord]:
         return [ProfileRecord.from_dict(d) for d in items]
     except (KeyError, TypeError, AttributeError) as e:
         raise ModelError(f"{where}: not profile records ({e!r} missing or malformed)") from None
-
-
-def load_records(path) -> list[ProfileRecord]:
-    """The profile records of a JSON file (see `records_from_json`)."""
-    return records_from_json(read_json(path), path)

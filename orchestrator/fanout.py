@@ -494,6 +494,11 @@ class _Runner:
             try:
                 for job in jobs:
                     self._submit(job, base_spec)
+                if self.counts.epochs_total:
+                    t = self.sweep.train
+                    progress_mod.step(f"training {self.counts.epochs_total // (t['epochs'] * t['seeds'])} variants "
+                                      f"({t['epochs']} epochs x {t['seeds']} seed(s) each; the bar counts epochs)",
+                                      progress)
                 self._pump()
                 bar.update()
                 beat = time.monotonic()
@@ -744,4 +749,4 @@ class _Runner:
         else:
             self.counts.profiled += 1
         if self.bar is not None:
-            self.bar.finished(v.id, target.key, record.summary if record else None, error)
+            self.bar.finished(v.id, target.key, record.summary if record else None, error, accuracy)

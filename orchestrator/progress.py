@@ -83,7 +83,7 @@ class SweepProgress:
         return self
 
     def finished(self, variant: str, target_key: str, summary: Summary | None = None,
-                 error: str | None = None) -> None:
+                 error: str | None = None, accuracy: dict | None = None) -> None:
         """One measurement has ended: measured (`summary`, the record's) or not (`error`). Call it
         after the counts have been updated."""
         if self.mode != "lines":
@@ -95,6 +95,9 @@ class SweepProgress:
         else:
             what = (f"{units.ms(summary.latency_s)}, {units.kb(summary.ram_bytes)} RAM, "
                     f"{units.kb(summary.flash_bytes)} flash")
+        if accuracy:        # a sweep with [data]: the emulated accuracy, or why there is none
+            what += (f", accuracy {accuracy['accuracy']:.4f}" if accuracy.get("accuracy") is not None
+                     else f", no accuracy ({accuracy.get('accuracy_error')})")
         print(f"[{c.done}/{c.total}] {where}: {what}", file=sys.stderr, flush=True)
 
     def update(self) -> None:

@@ -21,17 +21,31 @@ def good() -> dict:
             "x_val": rng.random((10, 8, 8, 1), dtype=np.float32), "y_val": np.arange(10) % 10}
 
 
-def run_cli(tmp_path: Path, arrays: dict | None, data_line: str | None = None, extra: str = ""):
+def write_sweep(tmp_path: Path, arrays: dict | None, data_line: str | None = None) -> Path:
     if arrays is not None:
         np.savez(tmp_path / "d.npz", **arrays)
     f = tmp_path / "sweep.toml"
     f.write_text(f'name = "bad"\n{BASE}[data]\n{data_line or "npz = " + chr(34) + "d.npz" + chr(34)}\n'
-                 f'{extra}[train]\nepochs = 1\n[[targets]]\nkind = "simulator"\naccelerator = "none"\n')
+                 '[train]\nepochs = 1\n[[targets]]\nkind = "simulator"\naccelerator = "none"\n')
+    return f
+
+
+def run_cli(tmp_path: Path, arrays: dict | None, data_line: str | None = None):
+    """`mvpfarm sweep run` in a process of its own (the exit status and stderr as a user sees them)."""
+    f = write_sweep(tmp_path, arrays, data_line)
     env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
-    p = subprocess.run([sys.executable, "-m", "orchestrator.cli", "sweep", "run", str(f), "--results",
-                        str(tmp_path / "results"), "--num-cpus", "1"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
-    return p
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", "sweep", "run", str(f), "--results",
+                           str(tmp_path / "results"), "--num-cpus", "1"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def run_in_process(tmp_path: Path, arrays: dict, capsys):
+    """The same command in this process: these data fail before Ray starts, so it is cheap."""
+    from orchestrator.cli import main
+    f = write_sweep(tmp_path, arrays)
+    capsys.readouterr()
+    code = main(["sweep", "run", str(f), "--results", str(tmp_path / "results"), "--num-cpus", "1"])
+    return subprocess.CompletedProcess([], code, "", capsys.readouterr().err)
 
 
 def assert_one_line_exit_2_nothing_trained(p, tmp_path: Path, *needles: str) -> None:
@@ -69,8 +83,8 @@ EARLY = [
 
 
 @pytest.mark.parametrize("name,arrays,needles", EARLY, ids=[c[0] for c in EARLY])
-def test_bad_data_before_any_work(tmp_path, name, arrays, needles):
-    p = run_cli(tmp_path, arrays)
+def test_bad_data_before_any_work(tmp_path, name, arrays, needles, capsys):
+    p = run_in_process(tmp_path, arrays, capsys)
     assert_one_line_exit_2_nothing_trained(p, tmp_path, str(tmp_path / "sweep.toml"), *needles)
     with sqlite3.connect(tmp_path / "results" / "mvpfarm.sqlite") as con:     # not even a run was started
         assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0

@@ -50,7 +50,7 @@ def run_in_process(tmp_path: Path, arrays: dict, capsys):
 
 def assert_one_line_exit_2_nothing_trained(p, tmp_path: Path, *needles: str) -> None:
     assert p.returncode == 2, p.stderr[-2000:]
-    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("mvpfarm:")]
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("mvpfarm: error:")]     # besides progress steps
     assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
     for n in needles:
         assert n in lines[0], lines[0]
@@ -161,3 +161,27 @@ def test_resize_is_tensorflow_bilinear():
         np.testing.assert_allclose(ours, theirs, atol=1e-6)
     with pytest.raises(datasets.DataError, match="cannot be resized"):
         datasets.resize(x, [4, 4, 3])
+
+
+@pytest.mark.slow
+def test_training_per_seed_cached_by_content(tmp_path):
+    """Two seeds train two different models; the second call serves both from the cache, the
+    same bits; another data set is another cache entry."""
+    from orchestrator import build, training
+    spec = build.base_config({"builtin": "digits_cnn", "kwargs": {"filters": 4, "dense_units": 8}})
+    d = datasets.digits()
+    small = {"x_train": d["x_train"][:300], "y_train": d["y_train"][:300], "x_val": d["x_val"][:50],
+             "y_val": d["y_val"][:50]}
+    ds = datasets.DataSet(**small, source="test")
+    train = {"epochs": 1, "batch_size": 64, "seed": 3, "seeds": 2, "learning_rate": 0.01}
+    meta, models = training.train_variant(spec, small, ds.sha256, train, "top1", (), None, tmp_path)
+    assert meta["ok"] and not meta["cached"] and [m["seed"] for m in meta["seeds"]] == [3, 4]
+    assert models["tflite"][0] != models["tflite"][1]
+    assert models["x_val"].shape == (50, 8, 8, 1) and models["reference_outputs"][0].shape == (50, 10)
+    again, models2 = training.train_variant(spec, small, ds.sha256, train, "top1", (), None, tmp_path)
+    assert again["cached"] and models2["tflite"] == models["tflite"]
+    assert [m["accuracy_tflite"] for m in again["seeds"]] == [m["accuracy_tflite"] for m in meta["seeds"]]
+    assert len(list((tmp_path / "train").iterdir())) == 2
+    other = dict(small, y_train=(small["y_train"] + 1) % 10)
+    assert training.seed_key(spec, datasets.DataSet(**other, source="o").sha256, train, "top1", 3) \
+        != meta["seeds"][0]["key"]

@@ -52,18 +52,30 @@ def _emulate(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(res))
         return 0
-    print(f"{res['model']}: {args.count} input(s) drawn with seed {args.seed}, accelerator {args.accelerator}")
+    from orchestrator import terminal
+    floats = any(isinstance(v, float) for r in res["results"] for v in r["output"])
+    head = ["input", "sha1", "argmax", "output" + (" (float)" if floats else " (int8)")]
+    if ref is not None:
+        head += ["drift vs reference kernels", "max drift"]
+    rows = []
     for i, r in enumerate(res["results"]):
         out = r["output"]
         best = max(range(len(out)), key=out.__getitem__)
-        shown = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in out[:8])
-        line = f"  input {i} sha1 {r['input_sha1'][:12]}  argmax {best}  [{shown}{', ...' if len(out) > 8 else ''}]"
+        shown = ", ".join(_value(v, floats) for v in out[:8])
+        row = [i, r["input_sha1"][:12], best, f"[{shown}{', ...' if len(out) > 8 else ''}]"]
         if ref is not None:
             steps = [abs(a - b) for a, b in zip(out, ref["results"][i]["output"])]
-            moved = sum(1 for d in steps if d)
-            line += f"  drift vs reference kernels: {moved}/{len(out)} moved, max {max(steps):.4g}"
-        print(line)
+            row += [f"{sum(1 for d in steps if d)}/{len(out)} moved", _value(max(steps), floats)]
+        rows.append(row)
+    print(terminal.table(head, rows, [True, False, True, False, False, True],
+                         title=f"{res['model']}: {args.count} input(s) drawn with seed {args.seed}, "
+                               f"accelerator {args.accelerator}"), end="")
     return 0
+
+
+def _value(v, floats: bool) -> str:
+    """An output value: floats as floats (0.0000, never 0), int8 steps as integers."""
+    return f"{float(v):.4f}" if floats else str(int(v))
 
 
 def build_parser() -> argparse.ArgumentParser:

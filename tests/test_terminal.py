@@ -125,3 +125,17 @@ def test_agent_start_stops_on_sigterm_with_one_line(tmp_path):
                 agent.kill()
     assert agent.returncode == 0, "".join(before) + rest
     assert rest == "mvpfarm: agents stopped\n"       # no Ray crash dump
+
+
+def test_emulate_shows_float_outputs_as_floats_and_int8_as_integers(capsys):
+    from orchestrator import cli
+    data = Path(__file__).parent / "data"
+    assert cli.main(["emulate", str(data / "corpus" / "mlp_float_io.tflite"), "--count", "1"]) == 0
+    out = capsys.readouterr().out
+    row = out.splitlines()[-1]
+    assert "output (float)" in out and "0.0000" in row           # a zero of a float output, not "0"
+    values = row[row.index("[") + 1:row.index("]")].split(", ")
+    assert all(re.fullmatch(r"-?\d+\.\d{4}|\.\.\.", v) for v in values), values
+    assert cli.main(["emulate", str(data / "zoo" / "tflite_micro_speech.tflite"), "--count", "1"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert all(re.fullmatch(r"-?\d+", v) for v in row[row.index("[") + 1:row.index("]")].split(", "))

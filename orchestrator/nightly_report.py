@@ -53,7 +53,7 @@ def write_reports(result: NightlyResult, suite: Suite, nights: list[bl.Night]) -
         body += html_section(title, head, rows, row_class=lambda r: "bad" if r[1] in ("regressed", "missing") else "")
     if images:
         shown = [(p.stem, p.name) for p in images]
-        md += ["## Trends (change against each series' first night shown, %)", ""] + md_images(shown) + [""]
+        md += ["## Trends (one small panel per model and target: change against its first night shown, %)", ""] + md_images(shown) + [""]
         body += ["<h2>Trends</h2>"] + html_images(shown)
     (out / "report.md").write_text("\n".join(md))
     (out / "report.html").write_text(html_page(f"nightly {result.nightly_id}", body))
@@ -88,9 +88,43 @@ def write_junit(result: NightlyResult, suite: Suite, path: Path) -> Path:
     return path
 
 
+# the report shows the trends by family: memory, then time, then counts
+FAMILIES = (("memory", ("flash_bytes", "ram_bytes")),
+            ("time", ("latency_s", "accelerator_cycles", "cpu_cycles")),
+            ("counts", ("ops", "macs", "n_layers", "n_unsupported", "mvp_layers")))
+
+
+def _family_order(metric: str) -> tuple[int, int, str]:
+    for i, (_, metrics) in enumerate(FAMILIES):
+        if metric in metrics:
+            return i, metrics.index(metric), metric
+    return len(FAMILIES), 0, metric
+
+
+def _series_title(series: str) -> str:
+    """`zoo/anomaly_detection/simulator/mvp/board` -> `zoo/anomaly_detection` over the target's name."""
+    from orchestrator.target_names import target_name
+    parts = series.split("/")
+    for n in (3, 2):          # a target key is simulator/ACC/TIMING or board/KIND[/ACC]
+        head, tail = "/".join(parts[:-n]), "/".join(parts[-n:])
+        if head and tail.split("/")[0] in ("simulator", "board"):
+            return f"{head}\n{target_name(tail)}"
+    return series
+
+
+def _night_label(nightly_id: str) -> str:
+    """`suite-20250104T030000Z` -> `01-04 03:00`: short enough for an axis."""
+    import re
+    stamp = nightly_id.rsplit("-", 1)[-1]
+    m = re.fullmatch(r"\d{4}(\d\d)(\d\d)T(\d\d)(\d\d)\d\dZ", stamp)
+    return f"{m[1]}-{m[2]} {m[3]}:{m[4]}" if m else stamp
+
+
 def plot_trends(nights: list[bl.Night], out_dir: Path) -> list[Path]:
-    """trend_METRIC.png for each model-level metric: every series over the last nights, as the
-    change against its first value in the window (so that cycles and bytes share an axis)."""
+    """trend_METRIC.png for each model-level metric, as small multiples: one small panel per series
+    (a model on a target), all on the same axes, each the change against the series' first night in
+    the window (%), so that the one series that moved stands out and no legend is needed. Returned
+    in family order (memory, time, counts)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -101,20 +135,35 @@ def plot_trends(nights: list[bl.Night], out_dir: Path) -> list[Path]:
             if "layers[" in path or isinstance(m.value, str):
                 continue
             series.setdefault(path, {}).setdefault(s, []).append((i, float(m.value)))
-    labels = [n.nightly_id.rsplit("-", 1)[-1] for n in nights]
+    labels = [_night_label(n.nightly_id) for n in nights]
     paths = []
-    for metric, by_series in sorted(series.items()):
-        fig, ax = plt.subplots(figsize=(12, 4.5))
-        for s, pts in sorted(by_series.items()):
-            first = pts[0][1]
-            ys = [100.0 * (v / first - 1) if first else 0.0 for _, v in pts]
-            ax.plot([i for i, _ in pts], ys, marker="o", markersize=3, label=s)
-        ax.axhline(0, color="black", linewidth=0.6)
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
-        ax.set_ylabel(f"{metric}: change (%)")
-        ax.set_title(f"{metric} over the last {len(nights)} night(s)")
-        if len(by_series) <= 40:
-            ax.legend(fontsize=5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    for metric, by_series in sorted(series.items(), key=lambda kv: _family_order(kv[0])):
+        names = sorted(by_series)
+        n_cols = min(4, len(names))
+        n_rows = -(-len(names) // n_cols)
+        changes = {s: [100.0 * (v / pts[0][1] - 1) if pts[0][1] else 0.0 for _, v in pts]
+                   for s, pts in by_series.items()}
+        top = max([1.0] + [abs(c) for cs in changes.values() for c in cs]) * 1.15
+        fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.3 * n_cols, 2.1 * n_rows + 0.8), sharex=True,
+                                 sharey=True, squeeze=False)
+        for ax, s in zip(axes.flat, names):
+            xs = [i for i, _ in by_series[s]]
+            moved = any(abs(c) > 1e-9 for c in changes[s])
+            ax.axhline(0, color="#888", linewidth=0.6)
+            ax.plot(xs, changes[s], marker="o", markersize=3, color="#e76f51" if moved else "#1d4ed8")
+            ax.set_title(_series_title(s), fontsize=8)
+            ax.set_ylim(-top, top)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+        for ax in list(axes.flat)[len(names):]:
+            ax.set_visible(False)
+        for ax in axes[-1]:
+            ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
+        for ax in axes[:, 0]:
+            ax.set_ylabel("change (%)", fontsize=8)
+        family = FAMILIES[_family_order(metric)[0]][0] if _family_order(metric)[0] < len(FAMILIES) else "other"
+        fig.suptitle(f"{metric} ({family}) over the last {len(nights)} night(s): change against each "
+                     "series' first night (red: it moved)", fontsize=10)
         fig.tight_layout()
         p = out_dir / f"trend_{metric}.png"
         fig.savefig(p, dpi=90)

@@ -20,4 +20,6 @@ def target_name(key: str) -> str:
     if len(parts) == 3 and parts[0] == "board":
         _, kind, accelerator = parts
         return f"board {kind} {_ACCELERATOR_WORDS.get(accelerator, accelerator)}"
+    if len(parts) == 2 and parts[0] == "board":     # a nightly suite's board target: board/KIND
+        return f"board {parts[1]}"
     return str(key)

@@ -41,6 +41,7 @@ def test_target_names_say_what_the_target_is():
     assert target_name("simulator/mvp/board") == "simulator mvp, board timing"
     assert target_name("simulator/none/vendor-sim") == "simulator no MVP, vendor-sim timing"
     assert target_name("board/brd2601b/mvp") == "board brd2601b mvp"
+    assert target_name("board/brd2601b") == "board brd2601b"
     assert target_name("something else") == "something else"
 
 

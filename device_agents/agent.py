@@ -47,6 +47,11 @@ class AgentConfig:
     repeats: int = 3
     baudrate: int = 115_200
     lock_dir: str | None = None
+    # boards running the vendor's model-profiler firmware (vendor_agent.py)
+    firmware: str = "mvpfarm-protocol"  # or "mltk-profiler"
+    image: str | None = None            # the profiler's firmware image (.s37), programmed once per board
+    commander: str | None = None        # Simplicity Commander (default: `commander` on PATH)
+    commander_timeout_s: float = 120.0
 
 
 @dataclass
@@ -67,6 +72,12 @@ class BoardStatus:
     crc_errors: int = 0
     timeouts: int = 0
     node_id: str | None = None
+    firmware_kind: str = "mvpfarm-protocol"     # or "mltk-profiler" (FIRMWARES)
+    part_number: str = ""               # from Commander (vendor-firmware boards)
+    jlink_serial: str = ""
+    program_cycles: int = 0             # flash writes this agent made (image and models): flash wear
+    image_sha256: str = ""              # the firmware image in flash, as far as the agent knows
+    model_sha256: str = ""              # the model in flash, as far as the agent knows
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,7 +114,16 @@ def fit_problem(model_bytes: int, ram_bytes: int, info: P.Info) -> str | None:
     return None
 
 
-class BoardAgent:
+PROTOCOL_FIRMWARE = "mvpfarm-protocol"
+VENDOR_FIRMWARE = "mltk-profiler"
+FIRMWARES = (PROTOCOL_FIRMWARE, VENDOR_FIRMWARE)
+
+
+class AgentBase:
+    """What every agent keeps whatever its board's firmware: the port lock, the board's state and
+    its faults (consecutive faults lead to quarantine with the reason)."""
+    firmware_kind = ""
+
     def __init__(self, port: str, config: AgentConfig | None = None):
         self.port = port
         self.config = config or AgentConfig()
@@ -113,11 +133,52 @@ class BoardAgent:
         self.faults: list[str] = []
         self.consecutive_faults = 0
         self.jobs_measured = 0
-        self.info: P.Info | None = None
-        self._transport: Transport | None = None
         self._lock = PortLock(port, self.config.lock_dir, owner=f"mvpfarm agent pid {os.getpid()} "
                                                                  f"on {self.host}")
         self._lock.acquire()            # PortBusy propagates: someone else owns this board
+
+    def _quarantine(self, reason: str) -> None:
+        self.state, self.reason = QUARANTINED, reason
+
+    def _note_fault(self, reason: str) -> None:
+        self.faults.append(reason)
+        self.faults = self.faults[-20:]
+        self.consecutive_faults += 1
+        self.reason = reason
+        if self.consecutive_faults >= self.config.max_faults:
+            self._quarantine(f"{self.consecutive_faults} consecutive faults, last: {reason}")
+
+    def _identity(self) -> dict:
+        """The board-specific fields of `status()`."""
+        raise NotImplementedError
+
+    def status(self) -> BoardStatus:
+        try:
+            import ray
+            node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        except Exception:   # status must answer whatever state Ray is in
+            node_id = None
+        return BoardStatus(port=self.port, host=self.host, state=self.state, reason=self.reason,
+                           jobs_measured=self.jobs_measured, faults=list(self.faults), node_id=node_id,
+                           firmware_kind=self.firmware_kind, **self._identity())
+
+    def _outcome(self, job_id: str, status: str, record: ProfileRecord | None = None,
+                 reason: str | None = None) -> JobOutcome:
+        st = self.status()
+        return JobOutcome(job_id, status, st.board_id, record, reason, st)
+
+    def close(self) -> None:
+        self._lock.release()
+
+
+class BoardAgent(AgentBase):
+    """The agent of a board running mvpfarm's protocol firmware (docs/protocol.md)."""
+    firmware_kind = PROTOCOL_FIRMWARE
+
+    def __init__(self, port: str, config: AgentConfig | None = None):
+        super().__init__(port, config)
+        self.info: P.Info | None = None
+        self._transport: Transport | None = None
         try:
             self._connect()
         except _Fault as e:
@@ -184,39 +245,20 @@ class BoardAgent:
 
     # -- state -----------------------------------------------------------------------------------
 
-    def _quarantine(self, reason: str) -> None:
-        self.state, self.reason = QUARANTINED, reason
-
-    def _note_fault(self, reason: str) -> None:
-        self.faults.append(reason)
-        self.faults = self.faults[-20:]
-        self.consecutive_faults += 1
-        self.reason = reason
-        if self.consecutive_faults >= self.config.max_faults:
-            self._quarantine(f"{self.consecutive_faults} consecutive faults, last: {reason}")
-
-    def status(self) -> BoardStatus:
-        t = self._transport
-        info = self.info
-        try:
-            import ray
-            node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        except Exception:   # status must answer whatever state Ray is in
-            node_id = None
-        return BoardStatus(
+    def _identity(self) -> dict:
+        t, info = self._transport, self.info
+        return dict(
             board_id=info.board_id if info else f"? ({self.port})", kind=info.board_kind if info else "?",
-            port=self.port, host=self.host, state=self.state, reason=self.reason,
             firmware=info.firmware_version if info else "", arena_max_bytes=info.arena_max_bytes if info else 0,
-            model_max_bytes=info.model_max_bytes if info else 0, jobs_measured=self.jobs_measured,
-            faults=list(self.faults), garbage_bytes=t.stats.garbage_bytes if t else 0,
-            crc_errors=t.stats.crc_errors if t else 0, timeouts=t.stats.timeouts if t else 0,
-            node_id=node_id)
+            model_max_bytes=info.model_max_bytes if info else 0,
+            garbage_bytes=t.stats.garbage_bytes if t else 0,
+            crc_errors=t.stats.crc_errors if t else 0, timeouts=t.stats.timeouts if t else 0)
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-        self._lock.release()
+        super().close()
 
     # -- jobs ------------------------------------------------------------------------------------
 
@@ -268,11 +310,6 @@ class BoardAgent:
             self.state = IDLE
         return self._outcome(job_id, RETRY_ELSEWHERE, reason=last_fault)
 
-    def _outcome(self, job_id: str, status: str, record: ProfileRecord | None = None,
-                 reason: str | None = None) -> JobOutcome:
-        st = self.status()
-        return JobOutcome(job_id, status, st.board_id, record, reason, st)
-
     def _measure(self, data: bytes, reference: ProfileRecord, warmup: int, repeats: int) -> ProfileRecord:
         cfg, info = self.config, self.info
         self._open().discard_input()
@@ -316,7 +353,8 @@ class BoardAgent:
                 cpu_cycles=median_int(layer.cpu_cycles), accelerator_cycles=median_int(layer.mvp_cycles),
                 on_accelerator=bool(layer.flags & P.LAYER_ON_MVP),
                 reason=(layer.reason or "refused by the MVP kernel") if layer.flags & P.LAYER_FELL_BACK else None))
-        return device_record(reference, measured, done.arena_used_bytes, info.clock_hz, info.board_id)
+        return device_record(reference, measured, done.arena_used_bytes, info.clock_hz, info.board_id,
+                             firmware=PROTOCOL_FIRMWARE)
 
 
 def probe(port: str, timeout_s: float = 2.0, lock_dir: str | None = None) -> P.Info:
@@ -333,5 +371,5 @@ def probe(port: str, timeout_s: float = 2.0, lock_dir: str | None = None) -> P.I
             return info
 
 
-__all__ = ["AgentConfig", "BoardAgent", "BoardStatus", "JobOutcome", "PortBusy", "probe", "fit_problem",
+__all__ = ["AgentConfig", "AgentBase", "BoardAgent", "FIRMWARES", "PROTOCOL_FIRMWARE", "VENDOR_FIRMWARE", "BoardStatus", "JobOutcome", "PortBusy", "probe", "fit_problem",
            "IDLE", "BUSY", "QUARANTINED", "MEASURED", "FAILED", "RETRY_ELSEWHERE"]

@@ -26,7 +26,8 @@ class MeasuredLayer:
 
 
 def device_record(reference: ProfileRecord, layers: list[MeasuredLayer], arena_bytes: int,
-                  clock_hz: int, board_id: str, accelerator: str = "mvp") -> ProfileRecord:
+                  clock_hz: int, board_id: str, accelerator: str = "mvp",
+                  firmware: str | None = None) -> ProfileRecord:
     """The device's record for the model that `reference` (the simulator's record) describes.
 
     Raises ValueError when the board reported a different number of layers than the model has."""
@@ -43,7 +44,7 @@ def device_record(reference: ProfileRecord, layers: list[MeasuredLayer], arena_b
             ops=ref.ops if m.ops is None else int(m.ops),
             macs=ref.macs if m.macs is None else int(m.macs)))
     return ProfileRecord(
-        model=reference.model, target=Target.device(clock_hz, board_id, accelerator),
+        model=reference.model, target=Target.device(clock_hz, board_id, accelerator, firmware),
         summary=Summary.of_layers(rows, reference.summary.flash_bytes, arena_bytes), layers=rows)
 
 

@@ -1,7 +1,7 @@
 """Silicon Labs' model-profiler firmware as the virtual board runs it (vendor mode).
 
 On every boot the firmware finds the .tflite at the end of flash (the model, then its length in 4
-little-endian bytes: `virtual_jlink.model_in_flash`), zeroes the input, runs one inference and
+little-endian bytes: `model_in_flash`), zeroes the input, runs one inference and
 prints the vendor's log (`vendor_log.format_log`: the model summary, each layer's ops and MACs,
 then each layer's time and cycles, then "done"). The numbers are the silicon model's
 (`silicon_model.py`), as in protocol mode. An erased flash has no firmware: nothing is printed.
@@ -14,6 +14,7 @@ the ones that change how the bytes travel.
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import replace
 
 import numpy as np
@@ -22,16 +23,26 @@ from device_agents import vendor_log
 from device_agents.board_kinds import BoardKind
 from device_agents.faults import Faults
 from device_agents.silicon_model import SiliconModel
-from device_agents.virtual_jlink import ERASED, model_in_flash
+from device_agents.virtual_jlink import ERASED
 from simulator.errors import ModelError
 from simulator.profiler import profile_model
 
-FIRMWARE_NAME = "mltk-profiler"
 # what a virtual vendor board has in flash before anyone programs it: a stand-in for the
 # vendor's image (its first word is not erased, so the board boots the profiler)
 STANDIN_IMAGE = b"model-profiler stand-in image".ljust(1024, b"\0")
 UNSUPPORTED_REASON = "Hardware limits exceeded"
 _SPLIT = "Profiling model ..."
+
+
+def model_in_flash(flash: bytes) -> bytes | None:
+    """The .tflite at the end of a flash image, or None (erased, or a length that does not fit)."""
+    if len(flash) < 4:
+        return None
+    (n,) = struct.unpack("<I", flash[-4:])
+    if n == 0xFFFF_FFFF or n == 0 or n > len(flash) - 4:
+        return None
+    return flash[-4 - n:-4]
+
 
 
 def has_firmware(flash: bytes) -> bool:

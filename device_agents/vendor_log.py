@@ -35,6 +35,7 @@ from simulator.record import LayerRecord, ProfileRecord, Summary, Target
 BAUD = 115_200
 TIMEOUT_S = 90.0            # the vendor's own host tool waits this long for "done"
 START_MARK = "Starting Model Profiler"
+FIRMWARE = "mltk-profiler"   # target.firmware of the records made from its logs
 
 _SUFFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 _NUM = r"([-+]?\d+(?:\.\d+)?)\s?([kKMG]?)"
@@ -155,6 +156,11 @@ def parse_log(text: str) -> VendorLog:
     return VendorLog(clock_hz, memory, ordered)
 
 
+def printed_equal(printed: int | None, exact: int) -> bool:
+    """Whether a count printed to 4 significant digits (k/M/G) stands for `exact`."""
+    return printed is None or abs(printed - exact) <= 5e-4 * max(abs(exact), 1) + 1
+
+
 def _opcode_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
@@ -172,13 +178,17 @@ def to_record(log: VendorLog, board_id: str | None, reference: ProfileRecord | N
         reason=None if L.accelerator_cycles else L.not_supported,
         latency_s=L.time_s, ops=L.ops, macs=L.macs) for L in log.layers]
     if reference is not None:
-        for ref, L in zip(reference.layers, log.layers):
+        for ref, L, m in zip(reference.layers, log.layers, measured):
             if _opcode_key(ref.opcode) != _opcode_key(L.op_name):
                 raise VendorLogError(f"log layer Op{L.index}-{L.op_name} does not match the model's "
                                      f"layer {ref.index} ({ref.opcode})")
+            # the log prints the counts to 4 significant digits; where they agree with the model's
+            # (the same conventions), the exact numbers stand
+            if printed_equal(L.ops, ref.ops) and printed_equal(L.macs, ref.macs):
+                m.ops = m.macs = None
         try:
             return device_record(reference, measured, log.runtime_memory_bytes, log.clock_hz,
-                                 board_id or "unknown")
+                                 board_id or "unknown", firmware=FIRMWARE)
         except ValueError as e:
             raise VendorLogError(str(e)) from None
     rows = []
@@ -190,7 +200,7 @@ def to_record(log: VendorLog, board_id: str | None, reference: ProfileRecord | N
                                 accelerator_cycles=m.accelerator_cycles, cpu_cycles=m.cpu_cycles,
                                 latency_s=latency))
     model = bare_model_info(name, tflite_bytes)
-    return ProfileRecord(model=model, target=Target.device(log.clock_hz, board_id),
+    return ProfileRecord(model=model, target=Target.device(log.clock_hz, board_id, firmware=FIRMWARE),
                          summary=Summary.of_layers(rows, model.flash_bytes, log.runtime_memory_bytes),
                          layers=rows)
 
@@ -220,12 +230,15 @@ def format_log(record: ProfileRecord) -> str:
     return "\r\n".join(out) + "\r\n"
 
 
-def read_log(port, timeout_s: float = TIMEOUT_S, max_bytes: int = 4 << 20) -> str:
+def read_log(port, timeout_s: float = TIMEOUT_S, max_bytes: int = 4 << 20, total_s: float | None = None,
+             babble_bytes: int = 64 << 10) -> str:
     """Reads an open pyserial port until the firmware prints "done" (or a failure), returning the
     text from "Starting Model Profiler" on. `timeout_s` bounds the silence between bytes, like the
-    vendor's tool. Raises VendorLogError on silence, a failure line or an oversized log."""
+    vendor's tool; `total_s` (if given) the whole read. Raises VendorLogError on silence, a failure
+    line, a second start (the board rebooted mid-log), `babble_bytes` of output without the start
+    mark, an oversized log or a read past `total_s`."""
     buf = bytearray()
-    last_activity = time.monotonic()
+    start_t = last_activity = time.monotonic()
     port.timeout = 0.05
     while True:
         try:
@@ -238,14 +251,26 @@ def read_log(port, timeout_s: float = TIMEOUT_S, max_bytes: int = 4 << 20) -> st
             last_activity = now
             text = buf.decode("utf-8", "replace")
             start = text.find(START_MARK)
-            if start >= 0:
-                tail = [ln.strip() for ln in text[start:].replace("\r", "\n").split("\n")]
+            if start < 0:
+                if len(buf) > babble_bytes:
+                    raise VendorLogError(f"{len(buf):,} bytes of output without \"{START_MARK}\": "
+                                         f"{bytes(buf[:40])!r}...")
+            else:
+                if text.find(START_MARK, start + 1) >= 0:
+                    raise VendorLogError("the board restarted mid-log (a second \"Starting Model Profiler\")")
+                # whole lines only: a line still arriving is judged when it ends
+                body = text[start:]
+                complete = body[:max(body.rfind("\n"), body.rfind("\r")) + 1]
+                tail = [ln.strip() for ln in complete.replace("\r", "\n").split("\n")]
                 if any(ln.lower() == "done" for ln in tail):
-                    return text[start:]
-                if any(_RE_FAILURE.search(ln) and not _RE_UNSUPPORTED.search(ln) for ln in tail):
-                    raise VendorLogError("the firmware reported a failure: " + next(
-                        ln for ln in tail if _RE_FAILURE.search(ln) and not _RE_UNSUPPORTED.search(ln)))
+                    return body
+                bad = next((ln for ln in tail if _RE_FAILURE.search(ln) and not _RE_UNSUPPORTED.search(ln)), None)
+                if bad is not None:
+                    raise VendorLogError(f"the firmware reported a failure: {bad[:160]!r}")
             if len(buf) > max_bytes:
                 raise VendorLogError(f"log larger than {max_bytes} bytes without \"done\"")
         elif now - last_activity > timeout_s:
-            raise VendorLogError(f"no output for {timeout_s:g} s before \"done\"")
+            seen = "nothing" if not buf else f"{len(buf):,} bytes, the last {bytes(buf[-30:])!r}"
+            raise VendorLogError(f"no output for {timeout_s:g} s before \"done\" (received {seen})")
+        if total_s is not None and now - start_t > total_s:
+            raise VendorLogError(f"no \"done\" within {total_s:g} s ({len(buf):,} bytes received)")

@@ -23,7 +23,8 @@ from device_agents.faults import Faults
 from device_agents.firmware import BoardStats, Firmware, Reboot
 from device_agents.silicon_model import SiliconModel, SiliconParams
 from device_agents.vendor_firmware import STANDIN_IMAGE, VendorFirmware
-from device_agents.virtual_jlink import FLASH_BASE_ADDRESS, VirtualJLink, model_region
+from device_agents.commander import FLASH_BASE_ADDRESS, model_region
+from device_agents.virtual_jlink import VirtualJLink
 
 MODES = ("protocol", "vendor")
 

@@ -19,15 +19,14 @@ import itertools
 import json
 import os
 import shutil
-import struct
 import tempfile
 from pathlib import Path
 
 from device_agents.board_kinds import BoardKind
+from device_agents.commander import FLASH_BASE_ADDRESS
 from device_agents.port_lock import pid_alive
 
 ROOT_ENV = "MVPFARM_VIRTUAL_JLINK_DIR"
-FLASH_BASE_ADDRESS = 0x0800_0000      # EFR32 series 2 (xG23 and later): flash starts at 0x08000000
 ERASED = 0xFF
 _counter = itertools.count()
 
@@ -39,22 +38,6 @@ def root() -> Path:
 def new_serial() -> str:
     """A J-Link-like 9-digit serial number, unique on this machine while this process lives."""
     return f"77{os.getpid() % 100_000:05d}{next(_counter) % 100:02d}"
-
-
-def model_region(tflite_bytes: bytes) -> bytes:
-    """What the vendor's host tool writes at the very end of flash: the .tflite, then its length
-    as 4 little-endian bytes."""
-    return bytes(tflite_bytes) + struct.pack("<I", len(tflite_bytes))
-
-
-def model_in_flash(flash: bytes) -> bytes | None:
-    """The .tflite at the end of a flash image, or None (erased, or a length that does not fit)."""
-    if len(flash) < 4:
-        return None
-    (n,) = struct.unpack("<I", flash[-4:])
-    if n == 0xFFFF_FFFF or n == 0 or n > len(flash) - 4:
-        return None
-    return flash[-4 - n:-4]
 
 
 class VirtualJLink:

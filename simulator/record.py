@@ -65,12 +65,14 @@ class Target:
     timing: str                     # the timing model that produced the cycles, e.g. "vendor-sim"
     source: str                     # "simulator", "emulator" or "device"
     board: str | None = None        # the board that measured it, for device records
+    firmware: str | None = None     # the board's firmware: "mvpfarm-protocol" or "mltk-profiler"
 
     @classmethod
-    def device(cls, clock_hz: int, board: str | None, accelerator: str = "mvp") -> "Target":
+    def device(cls, clock_hz: int, board: str | None, accelerator: str = "mvp",
+               firmware: str | None = None) -> "Target":
         """The target of a record a board measured (timing "measured", source "device")."""
         return cls(accelerator=accelerator, clock_hz=int(clock_hz), timing=MEASURED_TIMING,
-                   source=DEVICE_SOURCE, board=board)
+                   source=DEVICE_SOURCE, board=board, firmware=firmware)
 
 
 @dataclass

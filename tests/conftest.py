@@ -48,3 +48,36 @@ def oracle_ids(cases) -> list[str]:
 @pytest.fixture(scope="session")
 def zoo_dir() -> Path:
     return DATA / "zoo"
+
+
+# --- Simplicity Commander's stand-in (tests/fixtures/commander_standin.py) -------------------------
+def make_commander(directory: Path) -> Path:
+    """An executable `commander` in `directory` that runs the stand-in with this interpreter."""
+    import stat
+    import sys
+    script = Path(__file__).resolve().parent / "fixtures" / "commander_standin.py"
+    exe = Path(directory) / "commander"
+    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return exe
+
+
+def make_firmware_image(path: Path, size_bytes: int = 96 * 1024, seed: int = 0) -> Path:
+    """An .s37 image of `size_bytes` at the flash base: the stand-in for the vendor's profiler image."""
+    import bincopy
+    import numpy as np
+    data = np.random.default_rng(seed).integers(0, 256, size_bytes, dtype=np.uint8).tobytes()
+    image = bincopy.BinFile()
+    image.add_binary(data, address=0x0800_0000)
+    path.write_text(image.as_srec(number_of_data_bytes=32, address_length_bits=32))
+    return path
+
+
+@pytest.fixture(scope="session")
+def commander_exe(tmp_path_factory) -> Path:
+    return make_commander(tmp_path_factory.mktemp("commander"))
+
+
+@pytest.fixture(scope="session")
+def profiler_image(tmp_path_factory) -> Path:
+    return make_firmware_image(tmp_path_factory.mktemp("image") / "mltk_model_profiler-brd2601-mvp.s37")

@@ -24,12 +24,12 @@ class Faults:
     slow_s: float = 0.0             # delay before every reply (before the log)
     # vendor firmware only
     nodone: bool = False            # the log never prints "done"
-    truncate: float = 0.0           # probability that the log stops half-way (and the board goes quiet)
+    truncate: int | None = None     # from log number `truncate` on, the log stops half-way (then silence)
     unsupported: int | None = None  # the firmware reports layer `unsupported` "not supported" (runs it on the CPU)
     flashfail: bool = False         # Simplicity Commander fails on every flash write to this board
 
     DEFAULTS = {"hang": 0, "unplug": 0, "reboot": 0.5, "garbage": 0.3, "drop": 0.1, "crc": 0.1,
-                "slow": 0.2, "nodone": 1, "truncate": 1.0, "unsupported": 0, "flashfail": 1}
+                "slow": 0.2, "nodone": 1, "truncate": 0, "unsupported": 0, "flashfail": 1}
     VENDOR_ONLY = ("nodone", "truncate", "unsupported", "flashfail")
 
     @classmethod
@@ -44,7 +44,7 @@ class Faults:
                 v = float(value) if value else cls.DEFAULTS[kind]
             except ValueError:
                 raise ValueError(f"fault {spec!r}: {value!r} is not a number") from None
-            if kind in ("hang", "unplug", "unsupported"):
+            if kind in ("hang", "unplug", "unsupported", "truncate"):
                 if v < 0 or v != int(v):
                     raise ValueError(f"fault {spec!r}: {value!r} is not a count from 0")
                 setattr(f, kind, int(v))
@@ -73,6 +73,19 @@ class Faults:
                 for lst in per_board:
                     lst.append(spec)
         return [cls.parse(lst) for lst in per_board]
+
+    @classmethod
+    def parse_fleet(cls, specs: list[str], count: int, vendor: int = 0) -> list["Faults"]:
+        """As `parse_per_board`, for `count` boards of which the last `vendor` run the vendor's
+        firmware: a vendor-only fault on a protocol board is refused."""
+        faults = cls.parse_per_board(specs, count)
+        for i, f in enumerate(faults[:count - vendor]):
+            if f.vendor_only():
+                which = (f"boards {count - vendor}..{count - 1}" if vendor > 1 else f"board {count - 1}") \
+                    if vendor else "none here"
+                raise ValueError(f"fault {', '.join(f.vendor_only())} on board {i}: only boards with the vendor's "
+                                 f"firmware take it ({which})")
+        return faults
 
     def vendor_only(self) -> list[str]:
         """The vendor-firmware faults that are set (a protocol board cannot take them)."""

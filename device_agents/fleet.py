@@ -87,9 +87,11 @@ def _stop(agents: list, host) -> None:
 
 def open_fleet(kind: str, virtual: int = 0, faults: list[str] | tuple[str, ...] = (),
                seed: int = 0, config: AgentConfig | None = None, time_scale: float = 1.0,
-               prefix: str = "vb") -> Fleet:
+               prefix: str = "vb", virtual_vendor: int = 0) -> Fleet:
     """The cluster's boards of `kind`, else `virtual` virtual boards on this node (with the
-    given fault specs, "[I=]KIND[:VALUE]"), else NoBoards. Ray must be connected."""
+    given fault specs, "[I=]KIND[:VALUE]"; the last `virtual_vendor` of them run the vendor's
+    model-profiler firmware, programmed through Simplicity Commander: `config.commander` or
+    `commander` on PATH), else NoBoards. Ray must be connected."""
     found = cluster_pool(kind)
     if found is not None:
         pool, boards = found
@@ -98,11 +100,23 @@ def open_fleet(kind: str, virtual: int = 0, faults: list[str] | tuple[str, ...] 
         raise NoBoards(f"no {kind} board agents in the Ray cluster: run `mvpfarm agent start` on the "
                        f"machines with boards (and pass their cluster's --address), or set virtual = N "
                        f"in the board target to measure on N virtual boards")
-    return _virtual_fleet(kind, virtual, faults, seed, config or VIRTUAL_CONFIG, time_scale, prefix)
+    return _virtual_fleet(kind, virtual, faults, seed, config or VIRTUAL_CONFIG, time_scale, prefix,
+                          virtual_vendor)
+
+
+def _vendor_config(config: AgentConfig) -> AgentConfig:
+    """The agent configuration of virtual vendor-firmware boards: their Commander must exist."""
+    from device_agents.agent import VENDOR_FIRMWARE
+    from device_agents.commander import CommanderMissing, find_commander
+    try:
+        commander = find_commander(config.commander)
+    except CommanderMissing as e:
+        raise NoBoards(f"virtual vendor-firmware boards need Simplicity Commander: {e}") from None
+    return replace(config, firmware=VENDOR_FIRMWARE, commander=commander)
 
 
 def _virtual_fleet(kind: str, count: int, faults, seed: int, config: AgentConfig, time_scale: float,
-                   prefix: str) -> Fleet:
+                   prefix: str, vendor: int = 0) -> Fleet:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -115,19 +129,23 @@ def _virtual_fleet(kind: str, count: int, faults, seed: int, config: AgentConfig
     node = next((n for n in ray.nodes() if n["NodeID"] == here), {})
     # a node started with board resources (the local default) lends them to its virtual boards
     hold = node.get("Resources", {}).get(board_resource(kind), 0) >= count
+    modes = ["protocol"] * (count - vendor) + ["vendor"] * vendor
+    configs = [config] * (count - vendor) + [_vendor_config(config)] * vendor if vendor else [config] * count
     host = ray.remote(VirtualBoardHost).options(
         num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote(
-        count, f"{prefix}-{kind}", kind, seed, time_scale, Faults.parse_per_board(list(faults), count))
+        count, f"{prefix}-{kind}", kind, seed, time_scale, Faults.parse_fleet(list(faults), count, vendor), modes)
     agents: list = []
     try:
         node_id, ports = ray.get(host.ports.remote(), timeout=120)
-        agents = [spawn_agent(port, kind, config, node_id=node_id, hold_resource=hold) for _, port in ports]
+        agents = [spawn_agent(port, kind, cfg, node_id=node_id, hold_resource=hold)
+                  for (_, port), cfg in zip(ports, configs)]
         pool = BoardPool(agents)
     except BaseException:
         _stop(agents, host)
         raise
     described = f" (faults: {', '.join(faults)})" if faults else ""
-    return Fleet(kind, pool, f"{count} virtual {kind} board(s) started for this run{described}",
+    firmware = f", the last {vendor} with the vendor's model-profiler firmware" if vendor else ""
+    return Fleet(kind, pool, f"{count} virtual {kind} board(s) started for this run{firmware}{described}",
                  virtual=True, host=host, agents=agents)
 
 

@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 
-from device_agents.agent import (FAILED, MEASURED, QUARANTINED, AgentConfig, BoardAgent,
+from device_agents.agent import (FAILED, MEASURED, QUARANTINED, VENDOR_FIRMWARE, AgentConfig, BoardAgent,
                                  BoardStatus, JobOutcome, fit_problem, probe)
 from device_agents import protocol as P
 from simulator.errors import ModelError
@@ -52,7 +52,8 @@ def spawn_agent(port: str, kind: str, config: AgentConfig | None = None, node_id
     """One agent actor for the board on `port`, pinned to `node_id` (the node the port is on;
     default: this driver's node) and holding one unit of `board:<kind>`. Without `hold_resource`
     (virtual boards started for one run on a node that offers no board resources) node affinity
-    alone places it."""
+    alone places it. `config.firmware` picks the agent: mvpfarm's protocol (`BoardAgent`) or the
+    vendor's model profiler (`vendor_agent.VendorAgent`)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     node_id = node_id or ray.get_runtime_context().get_node_id()
@@ -62,7 +63,15 @@ def spawn_agent(port: str, kind: str, config: AgentConfig | None = None, node_id
         opts.update(name=name, namespace=NAMESPACE, get_if_exists=False)
     if detached:
         opts["lifetime"] = "detached"
-    return ray.remote(BoardAgent).options(**opts).remote(port, config or AgentConfig())
+    return ray.remote(agent_class(config)).options(**opts).remote(port, config or AgentConfig())
+
+
+def agent_class(config: AgentConfig | None):
+    """The agent for boards with `config.firmware`."""
+    if config is not None and config.firmware == VENDOR_FIRMWARE:
+        from device_agents.vendor_agent import VendorAgent
+        return VendorAgent
+    return BoardAgent
 
 
 def launch_local_agents(ports: list[str], config: AgentConfig | None = None, detached: bool = False,
@@ -332,5 +341,5 @@ def _one_line(e: Exception) -> str:
     return (text[0] if text else type(e).__name__)[:200]
 
 
-__all__ = ["BoardPool", "JobResult", "spawn_agent", "launch_local_agents", "board_resource",
+__all__ = ["BoardPool", "JobResult", "spawn_agent", "agent_class", "launch_local_agents", "board_resource",
            "NAMESPACE", "ACTOR_PREFIX"]

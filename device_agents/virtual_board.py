@@ -264,7 +264,7 @@ class VirtualBoard:
             self._write_log(text[:rng.randrange(1, len(text))])
             self.stats.reboots += 1
             self.stats.events.append("reboot mid-log")
-        if f.truncate and rng.random() < f.truncate:
+        if f.truncate is not None and n >= f.truncate:
             self._write_log(text[:len(text) // 2])
             self.stats.events.append("log stopped half-way")
             return

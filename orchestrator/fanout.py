@@ -422,7 +422,7 @@ def _open_fleets(sweep: Sweep, targets: list[TargetSpec], config, result: RunRes
             where = f"targets: kind = \"board\", board = \"{t.board}\""
             try:
                 fleet = open_fleet(t.board, t.virtual, t.faults, seed=seed + 100 * i, config=config,
-                                   prefix=f"vb{i}")
+                                   prefix=f"vb{i}", virtual_vendor=t.virtual_vendor)
             except NoBoards as e:
                 raise SweepError(f"{sweep.path}: {where}: {e}") from None
             fleets[t.key] = fleet

@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     accelerator TEXT,
     timing TEXT,
     source TEXT,
+    firmware TEXT,
     status TEXT NOT NULL CHECK (status IN ('measured', 'failed')),
     error TEXT,
     model_sha256 TEXT,
@@ -154,7 +155,7 @@ EXPORT_COLUMNS = ["run_id", "variant", "tip", "level", "target", "status", "erro
                   "accuracy_tflite", "accuracy", "agreement_tflite", "accuracy_std", "accuracy_error",
                   "n_unsupported",
                   "n_layers", "n_layers_on_mvp", "ops", "macs", "accelerator", "timing", "source",
-                  "model_sha256", "config_sha256", "levels_json", "convert_s", "profile_s",
+                  "firmware", "model_sha256", "config_sha256", "levels_json", "convert_s", "profile_s",
                   "build_cached", "tool_versions_json", "measured_at", "metric", "metric_higher_is_better",
                   "accuracy_source", "accuracy_json", "train_s"]
 # What a trained variant adds to its rows (see README, "Accuracy in the loop").
@@ -436,6 +437,7 @@ class ResultsDB:
             row["n_layers_on_mvp"] = sum(1 for L in record.layers if L.supported or L.accelerator_cycles > 0)
             row["model_sha256"] = record.model.sha256
             row["source"] = record.target.source
+            row["firmware"] = record.target.firmware     # the board's, for device rows
             row["record_json"] = record.to_json()
         cols = list(row)
         with self.conn:

@@ -15,6 +15,7 @@
     warmup = 1
     virtual = 4          # with no board agents in the cluster: start 4 virtual boards for this sweep
     faults = ["0=hang", "1=garbage:0.8"]                       # virtual boards only ([I=]KIND[:VALUE])
+    virtual_vendor = 2   # of those, the last 2 run the vendor's model-profiler firmware (needs Commander)
     [build]                                                    # optional
     seed = 0                                                   # seeded random representative data
     samples = "samples.npy"                                    # or the user's samples, (N, *input_shape)
@@ -52,7 +53,7 @@ BOARD_DEFAULT = "brd2601b"
 BOARD_TIMING = "measured"      # board rows' timing: the board's own counters (device_record.DEVICE_TIMING)
 MAX_VIRTUAL_BOARDS = 16
 _SIM_KEYS = ("kind", "accelerator", "timing", "clock_hz")
-_BOARD_KEYS = ("kind", "board", "accelerator", "repeats", "warmup", "virtual", "faults")
+_BOARD_KEYS = ("kind", "board", "accelerator", "repeats", "warmup", "virtual", "faults", "virtual_vendor")
 _TOP_KEYS = ("name", "base", "mode", "tips", "targets", "build", "max_variants", "data", "train",
              "constraints")
 MAX_VARIANTS_DEFAULT = 1000
@@ -80,6 +81,7 @@ class TargetSpec:
     warmup: int = 1
     virtual: int = 0                    # virtual boards to start when the cluster has none of the kind
     faults: tuple[str, ...] = ()        # fault specs of those virtual boards
+    virtual_vendor: int = 0             # of those, how many run the vendor's model-profiler firmware
 
     @property
     def key(self) -> str:
@@ -492,12 +494,15 @@ def _board_target(t: dict, where: str, fail) -> TargetSpec:
         fail(f"{where}.faults", "must be a list of fault specs like \"1=garbage:0.5\"")
     if faults and not virtual:
         fail(f"{where}.faults", "faults apply to virtual boards only: set virtual = N too")
+    vendor = t.get("virtual_vendor", 0)
+    if isinstance(vendor, bool) or not isinstance(vendor, int) or not 0 <= vendor <= virtual:
+        fail(f"{where}.virtual_vendor", f"{vendor!r} is not a whole number of the {virtual} virtual boards")
     try:
-        Faults.parse_per_board(faults, max(virtual, 1))
+        Faults.parse_fleet(faults, max(virtual, 1), vendor)
     except ValueError as e:
         fail(f"{where}.faults", str(e))
     return TargetSpec("board", acc, BOARD_TIMING, CLOCK_HZ, board=board, repeats=repeats, warmup=warmup,
-                      virtual=virtual, faults=tuple(faults))
+                      virtual=virtual, faults=tuple(faults), virtual_vendor=vendor)
 
 
 def _timing_problem(name) -> str | None:

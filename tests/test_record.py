@@ -28,4 +28,5 @@ def test_summary_is_the_sum_of_the_layers_and_the_contract_holds():
 def test_device_target():
     t = Target.device(78_000_000, "brd2601b-0")
     assert t.__dict__ == {"accelerator": "mvp", "clock_hz": 78_000_000, "timing": "measured",
-                          "source": "device", "board": "brd2601b-0"}
+                          "source": "device", "board": "brd2601b-0", "firmware": None}
+    assert Target.device(78_000_000, "jlink-1", firmware="mltk-profiler").firmware == "mltk-profiler"

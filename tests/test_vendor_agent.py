@@ -152,3 +152,77 @@ def test_the_virtual_jlink_says_what_commander_reports(commander_exe):
         from device_agents.discovery import jlink_serial
         assert jlink_serial(vb.port) == vb.jlink.serial
     assert not vb.jlink.dir.exists()
+
+
+# --- fuzzed logs: never a crash, never a hang ------------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from device_agents import vendor_log as V  # noqa: E402
+
+_MUTATIONS = st.lists(st.tuples(st.sampled_from(["cut", "insert", "drop_line", "dup_line", "digits"]),
+                                st.floats(0, 1), st.binary(min_size=1, max_size=24)), min_size=1, max_size=4)
+
+
+def _mutate(raw: bytes, mutations) -> bytes:
+    for kind, where, junk in mutations:
+        i = int(where * len(raw))
+        lines = raw.split(b"\n")
+        j = min(int(where * len(lines)), len(lines) - 1)
+        if kind == "cut":
+            raw = raw[:i]
+        elif kind == "insert":
+            raw = raw[:i] + junk + raw[i:]
+        elif kind == "drop_line":
+            raw = b"\n".join(lines[:j] + lines[j + 1:])
+        elif kind == "dup_line":
+            raw = b"\n".join(lines[:j + 1] + lines[j:])
+        else:
+            raw = raw[:i] + bytes(48 + b % 10 for b in junk) + raw[i + len(junk):]
+    return raw
+
+
+@pytest.fixture(scope="module")
+def fuzz_rig(zoo_dir, tmp_path_factory, commander_exe, profiler_image):
+    tmp = tmp_path_factory.mktemp("fuzz")
+    with VirtualBoard(mode="vendor", seed=9) as vb:
+        agent = VendorAgent(vb.port, AgentConfig(commander=str(commander_exe), image=str(profiler_image),
+                                                 lock_dir=str(tmp), profile_timeout_s=0.3, attempts_per_job=1,
+                                                 max_faults=10_000))
+        yield vb, agent, (zoo_dir / MODEL).read_bytes()
+        agent.close()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutations=_MUTATIONS)
+def test_fuzzed_logs_never_crash_or_hang_the_agent(fuzz_rig, mutations):
+    vb, agent, data = fuzz_rig
+    vb.tamper = lambda n, raw: _mutate(raw, mutations)
+    try:
+        out = agent.run_job("fuzz", data, "tms")
+    finally:
+        vb.tamper = None
+    assert out.status in (MEASURED, RETRY_ELSEWHERE)
+    if out.status == MEASURED:    # a log that still parses and agrees with the model's counts
+        assert len(out.record.layers) == 4 and out.record.target.firmware == "mltk-profiler"
+    else:
+        assert out.reason and "\n" not in out.reason
+
+
+@settings(max_examples=40, deadline=None)
+@given(stream=st.binary(max_size=3000), mark=st.booleans())
+def test_read_log_on_fuzzed_bytes_returns_or_raises_in_bounded_time(stream, mark):
+    import serial
+    port = serial.serial_for_url("loop://", timeout=0.05)
+    port.write((V.START_MARK.encode() + b"\r\n" if mark else b"") + stream)
+    try:
+        text = V.read_log(port, timeout_s=0.1, total_s=2.0, babble_bytes=1000)
+        assert V.START_MARK in text
+        try:
+            V.parse_log(text)
+        except V.VendorLogError:
+            pass
+    except V.VendorLogError as e:
+        assert "\n" not in str(e)
+    finally:
+        port.close()

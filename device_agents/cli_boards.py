@@ -90,44 +90,111 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from device_agents.agent import probe
+    """Which firmware, which kit (Commander), and one measurement of the built-in model end to end."""
+    from device_agents import single_board as SB
+    from device_agents.agent import AgentConfig
+    from device_agents.commander import CommanderError, CommanderMissing
     from device_agents.port_lock import PortBusy
-    from device_agents.protocol import ProtocolError
-    from device_agents.transport import TransportError
+    port = args.port
+    commander, no_commander = None, ""
     try:
-        info = probe(args.port, args.timeout_s)
-    except (PortBusy, TransportError, ProtocolError) as e:
-        return _error(f"{args.port}: {e}")
-    print(f"{args.port}: {info.board_kind} board {info.board_id}, firmware {info.firmware_version!r}, "
-          f"protocol {info.protocol_version}, {info.clock_hz / 1e6:g} MHz, RAM {info.ram_bytes:,} B "
-          f"(arena up to {info.arena_max_bytes:,} B), flash {info.flash_bytes:,} B (models up to "
-          f"{info.model_max_bytes:,} B), MVP {'yes' if info.accelerators & 1 else 'no'}")
+        commander = SB.commander_for(port, args.commander)
+    except CommanderMissing as e:
+        if args.commander:
+            return _error(str(e))
+        no_commander = str(e)
+    try:
+        found = SB.detect(port, args.timeout_s, commander, log_wait_s=2 * args.timeout_s)
+    except PortBusy as e:
+        return _error(f"{port}: {e}")
+    except CommanderError as e:
+        return _error(f"{port}: no protocol reply, and the reset through Commander failed: {e}")
+    if found.firmware == SB.UNKNOWN:
+        return _error(f"{port}: firmware unknown: {found.seen}")
+    print(f"{port}: firmware: {found.describe()}")
+    info = found.info
+    if info is not None:
+        print(f"{port}: {info.board_kind} board {info.board_id}, {info.clock_hz / 1e6:g} MHz, RAM {info.ram_bytes:,} B "
+              f"(arena up to {info.arena_max_bytes:,} B), flash {info.flash_bytes:,} B (models up to "
+              f"{info.model_max_bytes:,} B), MVP {'yes' if info.accelerators & 1 else 'no'}")
+    kit, why = SB.kit_info(commander) if commander is not None else (None, no_commander)
+    if kit is not None:
+        print(f"{port}: kit: part number {kit.part_number}, flash {kit.flash_bytes:,} B, RAM {kit.ram_bytes:,} B "
+              f"(Simplicity Commander, J-Link {commander.serial or '(the only one attached)'})")
+    elif found.firmware == SB.VENDOR_FIRMWARE:
+        return _error(f"{port}: the vendor's firmware needs Commander to load a model: {why}")
+    else:
+        print(f"{port}: kit: part number and flash size unknown ({why})")
+    config = AgentConfig(exchange_timeout_s=args.timeout_s, profile_timeout_s=args.profile_timeout_s,
+                         boot_timeout_s=args.timeout_s, attempts_per_job=1, max_faults=1,
+                         image=args.image, commander=args.commander)
+    try:
+        rec = SB.measure(port, SB.CHECK_MODEL.read_bytes(), "check_model", found.firmware, config)
+    except SB.BoardUnusable as e:
+        return _error(f"end-to-end check failed: {e}")
+    s = rec.summary
+    print(f"{port}: measured the built-in check model ({s.n_layers} layer(s), {s.macs:,} MACs) end to end: "
+          f"{s.latency_s * 1e3:.3f} ms, {s.accelerator_cycles:,} accelerator and {s.cpu_cycles:,} CPU cycles, "
+          f"arena {s.ram_bytes:,} B")
     return 0
+
+
+def _port_firmwares(specs: list[str], default: str) -> list[tuple[str, str]]:
+    """`--port PORT[=FIRMWARE]` -> [(port, firmware)]; without FIRMWARE the --firmware default."""
+    from device_agents.agent import FIRMWARES
+    out = []
+    for spec in specs:
+        port, sep, fw = spec.rpartition("=")
+        out.append((port, fw) if sep and fw in FIRMWARES else (spec, default))
+    return out
 
 
 def _agent_start(args: argparse.Namespace) -> int:
     import ray
-    from device_agents.agent import AgentConfig, probe
-    from device_agents.discovery import board_ports
+    from dataclasses import replace
+
+    from device_agents.agent import VENDOR_FIRMWARE, AgentConfig, probe
+    from device_agents.board_kinds import kind_of_part
+    from device_agents.commander import CommanderError, FirmwareImage, find_commander
+    from device_agents.discovery import board_ports, jlink_serial
     from device_agents.pool import ACTOR_PREFIX, BoardPool, board_resource, spawn_agent
-    ports = board_ports(args.port)
+    from device_agents.single_board import commander_for
+    named = _port_firmwares(args.port, args.firmware)
+    ports = [(p, args.firmware) for p in board_ports()] if not named else named
     if not ports:
         return _error("no boards found: no J-Link serial port (USB vendor 0x1366); name ports with --port")
-    config = AgentConfig(exchange_timeout_s=args.timeout_s, profile_timeout_s=args.profile_timeout_s)
-    found = []
-    for port in ports:
+    config = AgentConfig(exchange_timeout_s=args.timeout_s, profile_timeout_s=args.profile_timeout_s,
+                         commander=args.commander, image=args.image)
+    if any(fw == VENDOR_FIRMWARE for _, fw in ports):
         try:
-            info = probe(port, args.timeout_s)
+            if args.image:
+                FirmwareImage.load(args.image)
+            config = replace(config, commander=find_commander(args.commander))
+        except (ValueError, CommanderError) as e:
+            return _error(f"--image: {e}" if isinstance(e, ValueError) else str(e))
+        if not args.image:
+            print("no --image: boards with the vendor's firmware must already hold its image", file=sys.stderr)
+    found = []
+    for port, fw in ports:
+        try:
+            if fw == VENDOR_FIRMWARE:
+                part = commander_for(port, config.commander).device_info().part_number
+                known = kind_of_part(part)
+                kind = args.kind or (known.name if known else part.lower())
+                board_id = f"jlink-{jlink_serial(port)}"
+            else:
+                info = probe(port, args.timeout_s)
+                kind, board_id = info.board_kind, info.board_id
         except Exception as e:   # noqa: BLE001 - one bad port is reported, the others still start
             print(f"skipped {port}: {e}", file=sys.stderr)
             continue
-        print(f"found {info.board_kind} {info.board_id} on {port}")
-        found.append((port, info))
+        print(f"found {kind} {board_id} on {port} ({fw})")
+        found.append((port, kind, board_id, replace(config, firmware=fw)))
     if not found:
-        return _error("no port answered the handshake")
+        return _error("no port answered (the handshake, or Commander for --firmware mltk-profiler)")
     counts: dict[str, int] = {}
-    for _, info in found:
-        counts[board_resource(info.board_kind)] = counts.get(board_resource(info.board_kind), 0) + 1
+    for _, kind, _, _ in found:
+        counts[board_resource(kind)] = counts.get(board_resource(kind), 0) + 1
     if args.address:
         ray.init(address=args.address, namespace="mvpfarm", logging_level="ERROR")
         here = ray.get_runtime_context().get_node_id()
@@ -139,8 +206,8 @@ def _agent_start(args: argparse.Namespace) -> int:
     else:
         ray.init(address="local", resources=counts, namespace="mvpfarm", include_dashboard=False,
                  logging_level="ERROR")
-    actors = [spawn_agent(port, info.board_kind, config, name=ACTOR_PREFIX + info.board_id,
-                          detached=args.detach) for port, info in found]
+    actors = [spawn_agent(port, kind, cfg, name=ACTOR_PREFIX + board_id, detached=args.detach)
+              for port, kind, board_id, cfg in found]
     pool = BoardPool(actors)
     _print_states(pool.states(), False)
     pool.close()
@@ -195,11 +262,22 @@ def register(subparsers) -> None:
     ls.add_argument("--json", action="store_true", help="print the states as JSON")
     ls.set_defaults(func=_list)
 
-    ck = bsub.add_parser("check", help="handshake with the board on one port",
-                         description="Open PORT (a device path or pyserial URL), handshake, and print the "
-                                     "board's kind, id, firmware, clock and memory. Exit 2 if it fails.")
+    ck = bsub.add_parser("check", help="which firmware and kit a board is, and one measurement end to end",
+                         description="Open PORT (a device path or pyserial URL) and say which firmware the board "
+                                     "runs: mvpfarm's protocol (it answers HELLO), Silicon Labs' model profiler "
+                                     "(it prints its log after a reset through Simplicity Commander) or unknown "
+                                     "(with what was seen); the kit's part number and flash size from Commander; "
+                                     "then measure a tiny built-in model end to end. Exit 2, with one line, if "
+                                     "any of it fails (a hung or babbling board fails).")
     ck.add_argument("port", metavar="PORT")
-    ck.add_argument("--timeout-s", type=float, default=2.0, help="handshake timeout (default 2)")
+    ck.add_argument("--timeout-s", type=float, default=2.0,
+                    help="handshake timeout; twice this is the wait for the vendor log's first line (default 2)")
+    ck.add_argument("--profile-timeout-s", type=float, default=30.0,
+                    help="timeout of the measurement (a PROFILE, or the vendor log's silence; default 30)")
+    ck.add_argument("--commander", metavar="PATH", help="Simplicity Commander (default: `commander` on PATH)")
+    ck.add_argument("--image", metavar="PATH.s37",
+                    help="vendor firmware: program this model-profiler image first (once; default: use the "
+                         "image on the board)")
     ck.set_defaults(func=_check)
 
     agent = subparsers.add_parser("agent", help="board agents: start",
@@ -210,8 +288,18 @@ def register(subparsers) -> None:
                          description="Find EFR32xG24 kits (J-Link CDC UART ports, or --port), handshake with "
                                      "each, and start one Ray actor per board holding the resource "
                                      "board:<kind>. Without --address a local Ray instance is started.")
-    st.add_argument("--port", action="append", default=[], metavar="P",
-                    help="a serial port or pyserial URL (repeatable; default: every J-Link port)")
+    st.add_argument("--port", action="append", default=[], metavar="P[=FIRMWARE]",
+                    help="a serial port or pyserial URL, optionally with its board's firmware (repeatable; "
+                         "default: every J-Link port)")
+    st.add_argument("--firmware", choices=("mvpfarm-protocol", "mltk-profiler"), default="mvpfarm-protocol",
+                    help="the boards' firmware: mvpfarm-protocol (docs/protocol.md; the default) or mltk-profiler "
+                         "(Silicon Labs' model-profiler, driven through Simplicity Commander)")
+    st.add_argument("--image", metavar="PATH.s37",
+                    help="mltk-profiler: the model-profiler image to program once per board (from MLTK's "
+                         "download cache or a Simplicity Studio build; mvpfarm never downloads it)")
+    st.add_argument("--commander", metavar="PATH", help="Simplicity Commander (default: `commander` on PATH)")
+    st.add_argument("--kind", default=None, help="mltk-profiler: the board kind to offer (default: from the "
+                                                 "part number Commander reports)")
     st.add_argument("--address", default=None, help="join this Ray cluster (its node must advertise "
                                                     "the board resources)")
     st.add_argument("--detach", action="store_true", help="leave the agents running and exit")

@@ -37,7 +37,8 @@ class VirtualBoard:
     """One virtual board on its own pty, served by a daemon thread.
 
     mode "protocol" speaks docs/protocol.md. Mode "vendor" runs the vendor's model profiler: on
-    every reset of its virtual J-Link (`self.jlink`, started with the board) it prints the log for
+    every reset of its virtual J-Link (`self.jlink`: every virtual board has one, as every kit
+    does; a protocol board reboots when it resets it) it prints the log for
     the model at the end of its flash. Its flash holds a stand-in of the vendor's image until
     someone programs another (`vendor_image`; b"" starts with erased flash: no firmware)."""
 
@@ -86,9 +87,9 @@ class VirtualBoard:
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)    # no echo or line editing before pyserial configures the port
         self.port = os.ttyname(self._slave)
-        if self.mode == "vendor":
-            self.jlink = VirtualJLink.create(self.kind, self.port, flashfail=self.faults.flashfail,
-                                             firmware_image=self.vendor_image)
+        # every kit has its J-Link; a protocol board's flash holds mvpfarm's firmware, not modelled
+        self.jlink = VirtualJLink.create(self.kind, self.port, flashfail=self.faults.flashfail,
+                                         firmware_image=self.vendor_image if self.mode == "vendor" else None)
         self._thread = threading.Thread(target=self._serve, name=f"vboard-{self.board_id}", daemon=True)
         self._thread.start()
         return self
@@ -175,21 +176,31 @@ class VirtualBoard:
             raw = self.tamper(self.stats.requests, raw)
         if f.slow_s:
             self._sleep(f.slow_s)
-        if f.garbage and rng.random() < f.garbage:
+        self._write(self._damage(raw, anywhere=False))
+
+    def _damage(self, raw: bytes, anywhere: bool) -> bytes:
+        """The link's faults on bytes about to be sent: a burst of garbage (before a reply, or
+        anywhere in a log), a dropped byte, a flipped bit."""
+        f, rng = self.faults, self._fault_rng
+        if raw and f.garbage and rng.random() < f.garbage:
             junk = bytes(rng.randrange(256) for _ in range(rng.randrange(8, 64)))
-            if rng.random() < 0.5:
-                junk = junk + P.SYNC + junk[:5]   # a false sync too, to exercise resynchronisation
+            if anywhere:
+                i = rng.randrange(len(raw))
+                raw = raw[:i] + junk + raw[i:]
+            else:
+                if rng.random() < 0.5:
+                    junk = junk + P.SYNC + junk[:5]   # a false sync too, to exercise resynchronisation
+                raw = junk + raw
             self.stats.garbage_bytes_sent += len(junk)
-            raw = junk + raw
-        if f.drop and rng.random() < f.drop:
+        if raw and f.drop and rng.random() < f.drop:
             i = rng.randrange(len(raw))
             raw = raw[:i] + raw[i + 1:]
             self.stats.replies_corrupted += 1
-        if f.crc and rng.random() < f.crc:
+        if raw and f.crc and rng.random() < f.crc:
             i = rng.randrange(len(raw))
             raw = raw[:i] + bytes([raw[i] ^ (1 << rng.randrange(8))]) + raw[i + 1:]
             self.stats.replies_corrupted += 1
-        self._write(raw)
+        return raw
 
     def _reboot(self, cause: int) -> None:
         self.stats.reboots += 1
@@ -205,6 +216,11 @@ class VirtualBoard:
             while not self._stop.is_set():
                 if self.mode == "vendor":
                     self._vendor_step()
+                elif self.jlink.resets() != self._resets_seen:   # a reset through the debugger
+                    self._resets_seen = self.jlink.resets()
+                    self._hung = False
+                    decoder.reset()
+                    self._reboot(P.BootCause.POWER_ON)
                 with self._lock:
                     fd = self._master
                 if fd < 0:
@@ -275,25 +291,11 @@ class VirtualBoard:
         self.stats.profiles_completed += 1
 
     def _write_log(self, text: str) -> None:
-        """Prints log text with the link faults: garbage bursts, a dropped byte, a flipped bit."""
+        """Prints log text, through the link's faults (and `tamper`, for tests)."""
         raw = text.encode()
-        f, rng = self.faults, self._fault_rng
         if self.tamper is not None:
             raw = self.tamper(self._logs, raw)
-        if raw and f.garbage and rng.random() < f.garbage:
-            i = rng.randrange(len(raw))
-            junk = bytes(rng.randrange(256) for _ in range(rng.randrange(8, 64)))
-            self.stats.garbage_bytes_sent += len(junk)
-            raw = raw[:i] + junk + raw[i:]
-        if raw and f.drop and rng.random() < f.drop:
-            i = rng.randrange(len(raw))
-            raw = raw[:i] + raw[i + 1:]
-            self.stats.replies_corrupted += 1
-        if raw and f.crc and rng.random() < f.crc:
-            i = rng.randrange(len(raw))
-            raw = raw[:i] + bytes([raw[i] ^ (1 << rng.randrange(8))]) + raw[i + 1:]
-            self.stats.replies_corrupted += 1
-        self._write(raw)
+        self._write(self._damage(raw, anywhere=True))
 
 
 class _Hung(Exception):

@@ -29,6 +29,10 @@ def _profile(args: argparse.Namespace) -> int:
         if args.execute:
             attach_execution(rec, path, seed=args.seed, count=args.count, timing=timing)
         records.append(rec)
+    if args.device is not None:
+        return _profile_on_device(args, records)
+    if args.compare:
+        raise UserError("--compare compares a board's measurement with the simulator's: add --device [PORT]")
     if args.format == "json":
         out = profile_table.render_json(records) + "\n"
     elif args.format == "csv":
@@ -37,6 +41,78 @@ def _profile(args: argparse.Namespace) -> int:
         out = "\n".join(profile_table.render_table(r) for r in records)
     sys.stdout.write(out)
     return 0
+
+
+def _profile_on_device(args: argparse.Namespace, simulated: list) -> int:
+    """`profile --device`: each model measured on one attached board, with the simulator's record
+    of it beside the measurement under --compare."""
+    import json
+
+    from device_agents import single_board as SB
+    from device_agents.agent import AgentConfig
+    from device_agents.commander import CommanderError
+    from device_agents.port_lock import PortBusy
+    from simulator import profile_table
+
+    config = AgentConfig(profile_timeout_s=args.device_timeout_s, image=args.image, commander=args.commander)
+    try:
+        port = SB.default_port(args.device)
+        firmware = args.firmware
+        if firmware == "auto":
+            commander = None
+            try:
+                commander = SB.commander_for(port, args.commander)
+            except CommanderError:
+                pass
+            found = SB.detect(port, commander=commander)
+            if found.firmware == SB.UNKNOWN:
+                raise UserError(f"--device {port}: firmware unknown: {found.seen}")
+            firmware = found.firmware
+        measured = []
+        for path, sim in zip(args.models, simulated):
+            with open(path, "rb") as f:
+                measured.append(SB.measure(port, f.read(), sim.model.name, firmware, config))
+    except (SB.BoardUnusable, PortBusy, CommanderError) as e:
+        raise UserError(f"--device: {e}") from None
+    if not args.compare:
+        if args.format == "json":
+            sys.stdout.write(profile_table.render_json(measured) + "\n")
+        elif args.format == "csv":
+            sys.stdout.write(profile_table.render_csv(measured))
+        else:
+            sys.stdout.write("\n".join(profile_table.render_table(r) for r in measured))
+        return 0
+    from orchestrator.compare import compare_records
+    pairs = [(sim, dev, compare_records(sim, dev)) for sim, dev in zip(simulated, measured)]
+    if args.format == "json":
+        out = [{"device": d.to_dict(), "simulator": s.to_dict(), "comparison": c.to_dict()} for s, d, c in pairs]
+        print(json.dumps(out[0] if len(out) == 1 else out, indent=1))
+    elif args.format == "csv":
+        sys.stdout.write(profile_table.render_csv([r for s, d, _ in pairs for r in (d, s)]))
+    else:
+        for s, d, c in pairs:
+            sys.stdout.write(profile_table.render_table(d))
+            print(_comparison_text(c))
+    return 0
+
+
+def _comparison_text(c) -> str:
+    """Measured against predicted, per layer and in total (latency and cycles)."""
+    def pct(delta) -> str:
+        return "n/a" if delta.error_pct is None else f"{delta.error_pct:+.1f}%"
+    lines = [f"Simulator ({c.simulated_target}) against the board ({c.measured_target}): error = simulated - measured"]
+    for name in ("latency_s", "accelerator_cycles", "cpu_cycles", "ram_bytes"):
+        d = c.deltas.get(name)
+        if d is not None:
+            lines.append(f"  {name:<20} measured {d.measured:>14,.6g}  simulated {d.simulated:>14,.6g}  {pct(d)}")
+    if c.note:
+        lines.append(f"  {c.note}")
+    for L in c.layers:
+        d = L.deltas.get("latency_s")
+        if d is not None:
+            lines.append(f"  layer {L.index:>3} {L.opcode:<18} {d.measured * 1e3:9.3f} ms measured, "
+                         f"{d.simulated * 1e3:9.3f} ms simulated  {pct(d)}")
+    return "\n".join(lines)
 
 
 def _emulate(args: argparse.Namespace) -> int:
@@ -113,6 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--seed", type=int, default=0, help="with --execute: input seed (default: %(default)s)")
     prof.add_argument("--count", type=int, default=1,
                       help="with --execute: number of inputs (default: %(default)s)")
+    dev = prof.add_argument_group("on a board (mvpfarm's protocol firmware or Silicon Labs' model profiler)")
+    dev.add_argument("--device", nargs="?", const="", default=None, metavar="PORT",
+                     help="measure on the board on PORT (default: the only J-Link port) instead, without Ray; "
+                          "the same table and JSON, with target.source = \"device\"")
+    dev.add_argument("--compare", action="store_true", help="with --device: the simulator's prediction beside it")
+    dev.add_argument("--firmware", choices=("auto", "mvpfarm-protocol", "mltk-profiler"), default="auto",
+                     help="the board's firmware (default: auto, asked with a handshake, then a reset)")
+    dev.add_argument("--commander", metavar="PATH", help="Simplicity Commander (default: `commander` on PATH)")
+    dev.add_argument("--image", metavar="PATH.s37",
+                     help="mltk-profiler: program this model-profiler image first (default: the board's own)")
+    dev.add_argument("--device-timeout-s", type=float, default=90.0, metavar="S",
+                     help="timeout of one measurement (the vendor's tool waits 90 s for its log; default 90)")
     prof.set_defaults(func=_profile)
 
     emu = sub.add_parser(

@@ -124,7 +124,10 @@ class ProfileRecord:
     execution: dict | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["target"]["firmware"] is None:     # only device records name a firmware
+            del d["target"]["firmware"]
+        return d
 
     def to_json(self, **kw) -> str:
         return json.dumps(self.to_dict(), **kw)

@@ -20,11 +20,11 @@ def _error(msg: str) -> int:
     return EXIT_USAGE
 
 
-def _parse_faults(specs: list[str], count: int):
+def _parse_faults(specs: list[str], count: int, vendor: int = 0):
     """`--fault [INDEX=]KIND[:VALUE]`: without INDEX the fault applies to every board."""
     from device_agents.faults import Faults
     try:
-        return Faults.parse_per_board(specs, count)
+        return Faults.parse_fleet(specs, count, vendor)
     except ValueError as e:
         raise ValueError(f"--fault: {e}") from None
 
@@ -37,13 +37,14 @@ def _emulate(args: argparse.Namespace) -> int:
     if args.kind not in BOARD_KINDS:
         return _error(f"--kind {args.kind}: choose from {', '.join(BOARD_KINDS)}")
     try:
-        faults = _parse_faults(args.fault, args.count)
+        faults = _parse_faults(args.fault, args.count, args.count if args.vendor else 0)
     except ValueError as e:
         return _error(str(e))
     boards = emulate(args.count, args.kind, faults, seed=args.seed, time_scale=args.time_scale,
                      mode="vendor" if args.vendor else "protocol")
     for b in boards:
-        print(f"{b.board_id}\t{b.port}\t{b.kind.name}\tfaults: {b.faults.describe()}", flush=True)
+        print(f"{b.board_id}\t{b.port}\t{b.kind.name}\t{b.mode}\tJ-Link {b.jlink.serial}\t"
+              f"faults: {b.faults.describe()}", flush=True)
     print(f"# {len(boards)} virtual board(s) running; Ctrl-C stops them", file=sys.stderr, flush=True)
     try:
         if args.duration_s is not None:
@@ -246,7 +247,9 @@ def register(subparsers) -> None:
     em.add_argument("--fault", action="append", default=[], metavar="[I=]KIND[:VALUE]",
                     help="inject a fault into board I (default: every board): hang[:N] (stops answering "
                          "at PROFILE N), unplug[:N] (the pty closes at PROFILE N), reboot[:P], garbage[:P], "
-                         "drop[:P], crc[:P] (probabilities), slow[:SECONDS]. Repeatable.")
+                         "drop[:P], crc[:P] (probabilities), slow[:SECONDS]; with --vendor also nodone, "
+                         "truncate[:N] (logs from N on stop half-way), unsupported[:LAYER], flashfail (Commander "
+                         "fails on every write). Repeatable.")
     em.add_argument("--seed", type=int, default=0, help="seed of noise and faults (default 0)")
     em.add_argument("--time-scale", type=float, default=1.0, metavar="X",
                     help="inference takes X times the emulated silicon's time (default 1: real time)")

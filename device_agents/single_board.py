@@ -17,7 +17,7 @@ from pathlib import Path
 
 from device_agents import protocol as P
 from device_agents import vendor_log
-from device_agents.agent import (MEASURED, PROTOCOL_FIRMWARE, VENDOR_FIRMWARE, AgentConfig, probe)
+from device_agents.agent import IDLE, MEASURED, PROTOCOL_FIRMWARE, VENDOR_FIRMWARE, AgentConfig, probe
 from device_agents.commander import Commander, CommanderError, DeviceInfo, find_commander
 from device_agents.discovery import jlink_ports, jlink_serial
 from device_agents.port_lock import PortBusy, PortLock
@@ -102,22 +102,30 @@ def kit_info(commander: Commander | None) -> tuple[DeviceInfo | None, str]:
 
 def measure(port: str, tflite_bytes: bytes, name: str, firmware: str, config: AgentConfig) -> ProfileRecord:
     """One measurement on the board on `port` with the agent of `firmware`. Raises BoardUnusable."""
+    return measure_all(port, [(tflite_bytes, name)], firmware, config)[0]
+
+
+def measure_all(port: str, models: list[tuple[bytes, str]], firmware: str, config: AgentConfig) -> list[ProfileRecord]:
+    """Each (tflite bytes, name) measured in turn by one agent (so that a vendor image given with
+    `config.image` is programmed once). Raises BoardUnusable at the first that fails."""
     from device_agents.pool import agent_class
     config = replace(config, firmware=firmware)
     try:
         agent = agent_class(config)(port, config)
     except PortBusy as e:
         raise BoardUnusable(f"{port}: {e}") from None
+    records = []
     try:
-        if agent.state != "idle":
+        if agent.state != IDLE:
             raise BoardUnusable(f"{port}: {agent.reason}")
-        job = "check-" + hashlib.sha256(tflite_bytes).hexdigest()[:8]
-        out = agent.run_job(job, tflite_bytes, name)
+        for data, name in models:
+            out = agent.run_job(f"{name}-" + hashlib.sha256(data).hexdigest()[:8], data, name)
+            if out.status != MEASURED:
+                raise BoardUnusable(f"{port}: {name}: {_one_line(out.reason or out.status)}")
+            records.append(out.record)
     finally:
         agent.close()
-    if out.status != MEASURED:
-        raise BoardUnusable(f"{port}: {_one_line(out.reason or out.status)}")
-    return out.record
+    return records
 
 
 def _one_line(e) -> str:
@@ -126,4 +134,4 @@ def _one_line(e) -> str:
 
 
 __all__ = ["BoardUnusable", "CHECK_MODEL", "Detected", "commander_for", "default_port", "detect", "kit_info",
-           "measure", "UNKNOWN", "FIRMWARE_NAMES"]
+           "measure", "measure_all", "UNKNOWN", "FIRMWARE_NAMES"]

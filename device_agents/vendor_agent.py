@@ -24,7 +24,7 @@ import serial
 from device_agents import vendor_log
 from device_agents.agent import (BUSY, FAILED, IDLE, MEASURED, QUARANTINED, RETRY_ELSEWHERE, VENDOR_FIRMWARE,
                                  AgentBase, AgentConfig, JobOutcome)
-from device_agents.board_kinds import BOARD_KINDS, kind_of_part
+from device_agents.board_kinds import BOARD_KINDS, BoardKind, kind_of_part
 from device_agents.commander import (Commander, CommanderError, CommanderMissing, DeviceInfo, FirmwareImage,
                                      NoDevice, find_commander, flash_problem, model_address, model_region)
 from device_agents.discovery import jlink_serial
@@ -67,12 +67,13 @@ class VendorAgent(AgentBase):
 
     def _limits(self) -> tuple[int, int]:
         """(largest arena, largest .tflite) this board can take."""
-        kind = BOARD_KINDS.get(self.kind or "")
-        arena = kind.arena_max_bytes if kind else 0
         if self.device is None:
-            return arena, 0
-        image = self.image.size_bytes if self.image else (kind.firmware_flash_bytes if kind else 0)
-        return arena, max(0, self.device.flash_bytes - image - 4)
+            return 0, 0
+        # a part this project has no data for: its own RAM, less what firmware usually keeps
+        kind = BOARD_KINDS.get(self.kind or "") or BoardKind(self.kind or "?", ram_bytes=self.device.ram_bytes,
+                                                               flash_bytes=self.device.flash_bytes)
+        image = self.image.size_bytes if self.image else kind.firmware_flash_bytes
+        return kind.arena_max_bytes, max(0, self.device.flash_bytes - image - 4)
 
     def _identity(self) -> dict:
         arena, model = self._limits()

@@ -68,10 +68,11 @@ def _profile_on_device(args: argparse.Namespace, simulated: list) -> int:
             if found.firmware == SB.UNKNOWN:
                 raise UserError(f"--device {port}: firmware unknown: {found.seen}")
             firmware = found.firmware
-        measured = []
+        models = []
         for path, sim in zip(args.models, simulated):
             with open(path, "rb") as f:
-                measured.append(SB.measure(port, f.read(), sim.model.name, firmware, config))
+                models.append((f.read(), sim.model.name))
+        measured = SB.measure_all(port, models, firmware, config)
     except (SB.BoardUnusable, PortBusy, CommanderError) as e:
         raise UserError(f"--device: {e}") from None
     if not args.compare:

@@ -22,6 +22,7 @@ from device_agents.commander import Commander, CommanderError, DeviceInfo, find_
 from device_agents.discovery import jlink_ports, jlink_serial
 from device_agents.port_lock import PortBusy, PortLock
 from device_agents.transport import TransportError
+from simulator.errors import UserError
 from simulator.record import ProfileRecord
 
 CHECK_MODEL = Path(__file__).with_name("data") / "check_model.tflite"   # one 3x3 conv_2d on the MVP, 1.7 KB
@@ -30,7 +31,7 @@ FIRMWARE_NAMES = {PROTOCOL_FIRMWARE: "mvpfarm protocol", VENDOR_FIRMWARE: "the v
                   UNKNOWN: "unknown"}
 
 
-class BoardUnusable(Exception):
+class BoardUnusable(UserError):
     """The board cannot be used or measured; the message is one line."""
 
 

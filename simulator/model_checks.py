@@ -26,6 +26,9 @@ from simulator.hardware import DEFAULT_DEVICE, device
 # How far past the board's RAM an activation may go and still be profiled ("too large by 3x" is
 # an answer a user wants; 2^31 elements is not a model).
 MEMORY_MARGIN = 8
+# All activations together (the emulator holds every one of them at once): past this, a file with
+# many tensors each under the bound above is still no model for the board.
+TOTAL_MEMORY_MARGIN = 64
 # Strides, dilations and window sizes beyond the reader's largest dimension mean nothing.
 MAX_WINDOW = 1 << 24
 
@@ -49,6 +52,16 @@ def _label(t: Tensor) -> str:
 def activation_bytes_limit(board: str = DEFAULT_DEVICE) -> int:
     """The largest activation tensor a model may have: MEMORY_MARGIN x the board's RAM."""
     return MEMORY_MARGIN * device(board).ram_bytes
+
+
+def check_total_size(where: str, graph: Graph) -> None:
+    """Refuses a graph whose activations together exceed TOTAL_MEMORY_MARGIN x the board's RAM."""
+    total = sum(t.size_bytes for t in graph.tensors if not t.is_constant)
+    limit = TOTAL_MEMORY_MARGIN * device().ram_bytes
+    if total > limit:
+        raise ModelError(f"{where}: its activations need {total:,} bytes together, more than "
+                         f"{TOTAL_MEMORY_MARGIN}x the board's {device().ram_bytes // 1024} KB RAM "
+                         f"({limit:,} bytes): not a model for this board")
 
 
 def check_tensor_size(where: str, i: int, shape: tuple, dtype: str, constant: bool) -> None:
@@ -99,6 +112,7 @@ def check_quantization(where: str, t: Tensor) -> None:
 
 def check_graph(graph: Graph, where: str) -> None:
     """Raises ModelError for the first structural fault of the graph (see the module docstring)."""
+    check_total_size(where, graph)
     produced: dict[int, int] = {}
     for k, i in enumerate(graph.inputs):
         if i < 0:
@@ -267,5 +281,5 @@ def _check_concat(graph: Graph, op: Operator, lw: str) -> None:
                          f"{list(y.shape)}")
 
 
-__all__ = ["MEMORY_MARGIN", "activation_bytes_limit", "check_buffer", "check_graph",
+__all__ = ["MEMORY_MARGIN", "TOTAL_MEMORY_MARGIN", "activation_bytes_limit", "check_buffer", "check_graph",
            "check_quantization", "check_tensor_size"]

@@ -63,14 +63,23 @@ def time_emulator(path: Path, accelerator: str, repeat: int) -> float:
     return per_inference_s(lambda: cm.run([x]), repeat)
 
 
-def time_xnnpack(path: Path, repeat: int) -> float | None:
+def xnnpack_interpreter(path: Path):
+    """TensorFlow Lite's interpreter (its default XNNPACK delegate, one thread) and its input's
+    details; None without TensorFlow."""
     try:
         import tensorflow as tf
     except ImportError:
         return None
     interp = tf.lite.Interpreter(model_path=str(path), num_threads=1)
     interp.allocate_tensors()
-    d = interp.get_input_details()[0]
+    return interp, interp.get_input_details()[0]
+
+
+def time_xnnpack(path: Path, repeat: int) -> float | None:
+    found = xnnpack_interpreter(path)
+    if found is None:
+        return None
+    interp, d = found
     x = draw_inputs(read_model_file(path), 0, 1)[0].astype(d["dtype"])
 
     def run():

@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from simulator.hardware import MVP
 
@@ -22,22 +24,45 @@ F16_MIN_NORMAL = 2.0 ** -14
 F16_SUBNORMAL_STEP = 2.0 ** -24
 
 
+@intrinsic
+def _f64_bits(typingctx, x):
+    """The IEEE 754 encoding of a float64 as an int64 (a bit cast, no conversion)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _bits_f64(typingctx, bits):
+    """The float64 whose IEEE 754 encoding is the int64 `bits`."""
+    if bits != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
 @njit(cache=True, inline="always")
 def round_f16(x):
-    """The binary16 value nearest to x (float64), ties to even, overflow to +-inf."""
-    if x != x or x == 0.0:
-        return x
-    ax = abs(x)
-    if ax == math.inf:
-        return x
-    if ax < 6.103515625e-05:  # 2^-14: subnormal range, fixed step 2^-24
-        step = 5.9604644775390625e-08
-    else:
-        m, e = math.frexp(ax)  # ax = m * 2^e, 0.5 <= m < 1: 11 significant bits -> step 2^(e-11)
-        step = math.ldexp(1.0, e - 11)
-    r = np.rint(x / step) * step  # np.rint rounds half to even; scaling by 2^k is exact
-    if abs(r) >= 65520.0:  # only reachable as 65536 after rounding: overflow
-        return math.copysign(math.inf, x)
+    """The binary16 value nearest to x (float64), ties to even, overflow to +-inf.
+
+    The binary16 step at x is 2^(e-10) for x in [2^e, 2^(e+1)), e >= -14, and 2^-24 below 2^-14
+    (subnormals): x is scaled by the inverse step (a power of two: exact), rounded to an
+    integer with np.rint (ties to even) and scaled back. The step's exponent is read from x's
+    biased float64 exponent field (1009 is 2^-14's) instead of frexp: no libm call, no branch
+    but the overflow test, so the batch loops that call it stay fast. NaN, infinities and
+    signed zeros pass through unchanged."""
+    x = np.float64(x)
+    e = (_f64_bits(x) >> 52) & 0x7FF
+    if e < 1009:
+        e = 1009
+    r = np.rint(x * _bits_f64((2056 - e) << 52)) * _bits_f64((e - 10) << 52)
+    if abs(r) > F16_MAX:  # only values from 65520 up round beyond the largest finite binary16
+        r = math.copysign(math.inf, x)
     return r
 
 

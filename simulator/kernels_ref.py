@@ -12,7 +12,8 @@ from numba import njit
 
 from simulator.quant_math import (
     exp_on_negative_values, fixed_logistic, fixed_tanh, get_reciprocal,
-    mul_by_quantized_multiplier, rounding_divide_by_pot, srdhm, wrap32,
+    mul_by_quantized_multiplier, rounding_divide_by_pot, saturating_left_shift16, sdhm16, srdhm,
+    srdhm16, wrap32,
 )
 
 
@@ -190,8 +191,9 @@ def max_pool(x, filter_h, filter_w, stride_h, stride_w, pad_h, pad_w, out_h, out
 
 @njit(cache=True)
 def add(x1, x2, in1_offset, in2_offset, left_shift, m1, s1, m2, s2, mo, so, out_offset,
-        act_min, act_max):
-    """Flat, already broadcast operands."""
+        act_min, act_max, subtract=False):
+    """Flat, already broadcast operands; `subtract`: TFLM's SUB (the same arithmetic with the
+    second scaled input subtracted)."""
     n = x1.shape[0]
     out = np.empty(n, dtype=np.int8)
     for i in range(n):
@@ -199,7 +201,7 @@ def add(x1, x2, in1_offset, in2_offset, left_shift, m1, s1, m2, s2, mo, so, out_
         b = (np.int64(x2[i]) + in2_offset) << left_shift
         sa = mul_by_quantized_multiplier(a, m1, s1)
         sb = mul_by_quantized_multiplier(b, m2, s2)
-        v = mul_by_quantized_multiplier(wrap32(sa + sb), mo, so) + out_offset
+        v = mul_by_quantized_multiplier(wrap32(sa - sb if subtract else sa + sb), mo, so) + out_offset
         out[i] = min(max(v, act_min), act_max)
     return out
 
@@ -341,21 +343,30 @@ def mean_hw_keepdims(x, input_zero_point, multiplier, shift, output_zero_point):
 
 
 @njit(cache=True)
-def mean_float_rescale(sums, count, input_zero_point, scale, output_zero_point):
-    """reference_ops::QuantizedMeanOrSum (mean): float mean, float rescale, C round."""
+def mean_float_rescale(sums, count, input_zero_point, scale, output_zero_point, compute_sum=False):
+    """reference_ops::QuantizedMeanOrSum: float mean (or, `compute_sum`, the raw sum), float
+    rescale, C round. The mean saturates; the sum is cast int32 -> int8 as C++ does (it wraps:
+    TFLM does not saturate there)."""
     n = sums.shape[0]
     out = np.empty(n, dtype=np.int8)
     s = np.float32(scale)
     bias = np.float32(-input_zero_point) * s
+    if compute_sum:
+        bias = np.float32(bias * np.float32(count))
     for i in range(n):
-        m = np.float32(np.float32(sums[i]) / np.float32(count))
-        t = np.float32(m * s + bias)
+        if compute_sum:
+            t = np.float32(np.float32(sums[i]) * s + bias)
+        else:
+            t = np.float32(np.float32(np.float32(sums[i]) / np.float32(count)) * s + bias)
         r = np.floor(np.abs(t) + np.float32(0.5))
         if t < 0:
             r = -r
-        r = r + np.float32(output_zero_point)
-        r = min(max(r, np.float32(-128.0)), np.float32(127.0))
-        out[i] = np.int8(r)
+        if compute_sum:
+            v = np.int64(r) + output_zero_point
+            out[i] = np.int8(((v + 128) & 0xFF) - 128)
+        else:
+            r = min(max(r + np.float32(output_zero_point), np.float32(-128.0)), np.float32(127.0))
+            out[i] = np.int8(r)
     return out
 
 
@@ -438,3 +449,28 @@ class Im2col:
         windows = np.lib.stride_tricks.as_strided(self.padded, self.window_shape, self.window_strides,
                                                   writeable=False)
         return windows.reshape(self.shape)
+
+
+
+@njit(cache=True)
+def hard_swish(x, input_zero_point, output_zero_point, relu_m, relu_e, out_m, out_e):
+    """reference_ops::HardSwish on int8: x * relu6(x + 3) / 6 in int16 fixed point."""
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    for i in range(n):
+        v = np.int64(x[i]) - input_zero_point
+        hires = v * 128
+        preshift_out = srdhm16(hires, out_m)
+        reluish = hires
+        if relu_e > 0:
+            reluish = saturating_left_shift16(reluish, relu_e - 1)
+        reluish = srdhm16(reluish, relu_m)
+        if relu_e > 0:
+            reluish = saturating_left_shift16(reluish, 1)
+        if relu_e < 0:
+            reluish = rounding_divide_by_pot(reluish, -relu_e)
+        reluish = (reluish + 32768) >> 1
+        r = rounding_divide_by_pot(sdhm16(reluish, preshift_out), -out_e) + output_zero_point
+        out[i] = min(max(r, -128), 127)
+    return out
+

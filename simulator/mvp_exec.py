@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit
 
 from simulator import fp16 as F
+from simulator.emulation_step import Step
 from simulator.graph import Graph, Operator
 
 OP_IDS = {"NOOP": 0, "CLEAR": 1, "COPY": 2, "ADDR": 3, "ADDC": 4, "MAX2A": 5, "MULC": 6,
@@ -43,8 +44,8 @@ BASETYPE_IDS = {"uint8": 0, "int8": 1, "binary16": 2}
  I_END) = range(15)
 N_I = 15
 # array record fields
-(A_BASE, A_OFF, A_UNIT, A_TYPE, A_CPLX, A_S0, A_S1, A_S2, A_T0, A_T1, A_T2, A_VALID) = range(12)
-N_A = 12
+(A_BASE, A_OFF, A_UNIT, A_TYPE, A_CPLX, A_S0, A_S1, A_S2, A_T0, A_T1, A_T2, A_VALID, A_SHARED) = range(13)
+N_A = 13
 # loop record fields
 L_N, L_BEGIN, L_END, L_INCR, L_RESET = range(5)
 N_L = 5
@@ -63,32 +64,55 @@ def _mac(x, y, a, fused):
 
 
 @njit(cache=True, inline="always")
-def _slot(arr, idx, lane):
-    """Memory slot of the current element of an array (lane 1 = imaginary half)."""
-    e = idx[0] * arr[A_T0] + idx[1] * arr[A_T1] + idx[2] * arr[A_T2]
-    elem_bytes = (2 if arr[A_TYPE] == 2 else 1) * (2 if arr[A_CPLX] else 1)
-    addr = arr[A_OFF] + e * elem_bytes
-    return arr[A_BASE] + addr // arr[A_UNIT] + lane
+def _slot(arrays, k, a, idx, lane):
+    """Memory slot of the current element of array a of program k (lane 1 = imaginary half).
+    (Scalar indexing throughout the interpreter: an array view per access would cost a
+    reference-count update each, more than the arithmetic.)"""
+    e = idx[a, 0] * arrays[k, a, A_T0] + idx[a, 1] * arrays[k, a, A_T1] + idx[a, 2] * arrays[k, a, A_T2]
+    elem_bytes = (2 if arrays[k, a, A_TYPE] == 2 else 1) * (2 if arrays[k, a, A_CPLX] else 1)
+    addr = arrays[k, a, A_OFF] + e * elem_bytes
+    return arrays[k, a, A_BASE] + addr // arrays[k, a, A_UNIT] + lane
 
 
 @njit(cache=True, inline="always")
-def _incr(arr, idx, dim):
-    idx[dim] += 1
-    if idx[dim] >= arr[A_S0 + dim]:
-        idx[dim] = 0
+def _incr(arrays, k, a, idx, dim):
+    idx[a, dim] += 1
+    if idx[a, dim] >= arrays[k, a, A_S0 + dim]:
+        idx[a, dim] = 0
+
+
+@njit(cache=True, inline="always")
+def _load(mem, shared, arrays, k, a, slot, regs, reg, lane):
+    """One lane of an array's current element into a register lane, for every sample."""
+    if arrays[k, a, A_SHARED]:
+        v = np.float64(shared[slot])
+        for b in range(regs.shape[2]):
+            regs[reg, lane, b] = v
+    else:
+        for b in range(regs.shape[2]):
+            regs[reg, lane, b] = mem[slot, b]
 
 
 @njit(cache=True)
-def run_programs(mem, regs0, arrays, loops, n_loops, instrs, n_instrs, fused, ties_even):
-    """Runs programs k = 0..K-1 in order over `mem` (modified in place)."""
+def run_batch(mem, shared, regs0, arrays, loops, n_loops, instrs, n_instrs, fused, ties_even):
+    """Runs programs k = 0..K-1 in order over a batch of samples: `mem` [slots, batch] holds
+    each sample's own buffers (modified in place), `shared` [slots] the read-only buffers every
+    sample reads (filter, bias, scaler; arrays flagged A_SHARED). The programs' control flow
+    does not depend on the data, so each instruction is decoded once and applied to the whole
+    batch in an inner loop: every sample gets exactly the arithmetic it would get alone. ALU
+    results go through (re, im) temporaries first: z may be one of the operands."""
     n_prog = regs0.shape[0]
-    regs = np.zeros((8, 2))
+    nb = mem.shape[1]
+    regs = np.zeros((8, 2, nb))
+    t_re = np.zeros(nb)
+    t_im = np.zeros(nb)
     idx = np.zeros((5, 3), dtype=np.int64)
     counters = np.zeros(8, dtype=np.int64)
     for k in range(n_prog):
         for r in range(8):
-            regs[r, 0] = regs0[k, r, 0]
-            regs[r, 1] = regs0[k, r, 1]
+            for b in range(nb):
+                regs[r, 0, b] = regs0[k, r, 0]
+                regs[r, 1, b] = regs0[k, r, 1]
         idx[:, :] = 0
         nl = n_loops[k]
         for j in range(nl):
@@ -97,107 +121,117 @@ def run_programs(mem, regs0, arrays, loops, n_loops, instrs, n_instrs, fused, ti
         ni = n_instrs[k]
 
         while pc < ni:
-            ins = instrs[k, pc]
             # loads
             for ld in range(2):
-                reg = ins[I_L0R + 3 * ld]
+                reg = instrs[k, pc, I_L0R + 3 * ld]
                 if reg < 0:
                     continue
-                a = ins[I_L0A + 3 * ld]
-                arr = arrays[k, a]
-                if arr[A_TYPE] == 0 or arr[A_TYPE] == 1 or arr[A_TYPE] == 2:
-                    regs[reg, 0] = mem[_slot(arr, idx[a], 0)]
-                    regs[reg, 1] = mem[_slot(arr, idx[a], 1)] if arr[A_CPLX] else 0.0
-                m = ins[I_L0M + 3 * ld]
-                for d in range(3):
-                    if (m >> d) & 1:
-                        _incr(arr, idx[a], d)
-            # ALU
-            op = ins[I_OP]
-            z = ins[I_Z]
-            x = ins[I_X]
-            y = ins[I_Y]
-            aa = ins[I_A]
-            if op == 1:  # CLEAR
-                regs[z, 0] = 0.0
-                regs[z, 1] = 0.0
-            elif op == 2:  # COPY
-                regs[z, 0] = regs[aa, 0]
-                regs[z, 1] = regs[aa, 1]
-            elif op == 3:  # ADDR: fold the two lanes
-                regs[z, 0] = F.round_f16(regs[aa, 0] + regs[aa, 1])
-                regs[z, 1] = 0.0
-            elif op == 4:  # ADDC
-                re = F.round_f16(regs[x, 0] + regs[aa, 0])
-                im = F.round_f16(regs[x, 1] + regs[aa, 1])
-                regs[z, 0] = re
-                regs[z, 1] = im
-            elif op == 5 or op == 11:  # MAX2A / MAXAC2
-                re = max(regs[x, 0], regs[aa, 0])
-                im = max(regs[x, 1], regs[aa, 1])
-                regs[z, 0] = re
-                regs[z, 1] = im
-            elif op == 6:  # MULC
-                xr, xi, yr, yi = regs[x, 0], regs[x, 1], regs[y, 0], regs[y, 1]
-                regs[z, 0] = F.round_f16(F.round_f16(xr * yr) - F.round_f16(xi * yi))
-                regs[z, 1] = F.round_f16(F.round_f16(xr * yi) + F.round_f16(xi * yr))
-            elif op == 7:  # MULR2A
-                re = F.round_f16(regs[x, 0] * regs[y, 0])
-                im = F.round_f16(regs[x, 1] * regs[y, 1])
-                regs[z, 0] = re
-                regs[z, 1] = im
-            elif op == 8:  # SQRMAGC2
-                xr, xi = regs[x, 0], regs[x, 1]
-                regs[z, 0] = F.round_f16(F.round_f16(xr * xr) + F.round_f16(xi * xi))
-                regs[z, 1] = 0.0
-            elif op == 9:  # MACC: complex x*y + a
-                xr, xi, yr, yi = regs[x, 0], regs[x, 1], regs[y, 0], regs[y, 1]
-                ar, ai = regs[aa, 0], regs[aa, 1]
-                if yi == 0.0:
-                    re = _mac(xr, yr, ar, fused)
-                    im = _mac(xi, yr, ai, fused)
+                a = instrs[k, pc, I_L0A + 3 * ld]
+                _load(mem, shared, arrays, k, a, _slot(arrays, k, a, idx, 0), regs, reg, 0)
+                if arrays[k, a, A_CPLX]:
+                    _load(mem, shared, arrays, k, a, _slot(arrays, k, a, idx, 1), regs, reg, 1)
                 else:
-                    re = F.round_f16(F.round_f16(F.round_f16(xr * yr) - F.round_f16(xi * yi)) + ar)
-                    im = F.round_f16(F.round_f16(F.round_f16(xr * yi) + F.round_f16(xi * yr)) + ai)
-                regs[z, 0] = re
-                regs[z, 1] = im
-            elif op == 10:  # AACC
-                re = F.round_f16(F.round_f16(regs[x, 0] + regs[y, 0]) + regs[aa, 0])
-                im = F.round_f16(F.round_f16(regs[x, 1] + regs[y, 1]) + regs[aa, 1])
-                regs[z, 0] = re
-                regs[z, 1] = im
-            elif op == 12:  # CLIP2A: min(max(a, x), y) per lane
-                re = min(max(regs[aa, 0], regs[x, 0]), regs[y, 0])
-                im = min(max(regs[aa, 1], regs[x, 1]), regs[y, 1])
-                regs[z, 0] = re
-                regs[z, 1] = im
-            elif op == 13:  # MACR2A
-                re = _mac(regs[x, 0], regs[y, 0], regs[aa, 0], fused)
-                im = _mac(regs[x, 1], regs[y, 1], regs[aa, 1], fused)
-                regs[z, 0] = re
-                regs[z, 1] = im
-            # store
-            sr = ins[I_SR]
-            if sr >= 0:
-                a = ins[I_SA]
-                arr = arrays[k, a]
-                lanes = 2 if arr[A_CPLX] else 1
-                for lane in range(lanes):
-                    v = regs[sr, lane]
-                    if arr[A_TYPE] == 2:
-                        mem[_slot(arr, idx[a], lane)] = v
-                    else:
-                        if ties_even:
-                            q = F.to_int8_saturating(v)
-                        else:
-                            q = F.to_int8_saturating_away(v)
-                        if arr[A_TYPE] == 0:
-                            q = min(max(q + 128, 0), 255) - 128  # uint8 stores are not used
-                        mem[_slot(arr, idx[a], lane)] = q
-                m = ins[I_SM]
+                    for b in range(nb):
+                        regs[reg, 1, b] = 0.0
+                m = instrs[k, pc, I_L0M + 3 * ld]
                 for d in range(3):
                     if (m >> d) & 1:
-                        _incr(arr, idx[a], d)
+                        _incr(arrays, k, a, idx, d)
+            # ALU
+            op = instrs[k, pc, I_OP]
+            z = instrs[k, pc, I_Z]
+            x = instrs[k, pc, I_X]
+            y = instrs[k, pc, I_Y]
+            aa = instrs[k, pc, I_A]
+            write = True
+            if op == 1:  # CLEAR
+                for b in range(nb):
+                    t_re[b] = 0.0
+                    t_im[b] = 0.0
+            elif op == 2:  # COPY
+                for b in range(nb):
+                    t_re[b] = regs[aa, 0, b]
+                    t_im[b] = regs[aa, 1, b]
+            elif op == 3:  # ADDR: fold the two lanes
+                for b in range(nb):
+                    t_re[b] = F.round_f16(regs[aa, 0, b] + regs[aa, 1, b])
+                    t_im[b] = 0.0
+            elif op == 4:  # ADDC
+                for b in range(nb):
+                    t_re[b] = F.round_f16(regs[x, 0, b] + regs[aa, 0, b])
+                    t_im[b] = F.round_f16(regs[x, 1, b] + regs[aa, 1, b])
+            elif op == 5 or op == 11:  # MAX2A / MAXAC2
+                for b in range(nb):
+                    t_re[b] = max(regs[x, 0, b], regs[aa, 0, b])
+                    t_im[b] = max(regs[x, 1, b], regs[aa, 1, b])
+            elif op == 6:  # MULC
+                for b in range(nb):
+                    xr, xi, yr, yi = regs[x, 0, b], regs[x, 1, b], regs[y, 0, b], regs[y, 1, b]
+                    t_re[b] = F.round_f16(F.round_f16(xr * yr) - F.round_f16(xi * yi))
+                    t_im[b] = F.round_f16(F.round_f16(xr * yi) + F.round_f16(xi * yr))
+            elif op == 7:  # MULR2A
+                for b in range(nb):
+                    t_re[b] = F.round_f16(regs[x, 0, b] * regs[y, 0, b])
+                    t_im[b] = F.round_f16(regs[x, 1, b] * regs[y, 1, b])
+            elif op == 8:  # SQRMAGC2
+                for b in range(nb):
+                    xr, xi = regs[x, 0, b], regs[x, 1, b]
+                    t_re[b] = F.round_f16(F.round_f16(xr * xr) + F.round_f16(xi * xi))
+                    t_im[b] = 0.0
+            elif op == 9:  # MACC: complex x*y + a
+                for b in range(nb):
+                    xr, xi, yr, yi = regs[x, 0, b], regs[x, 1, b], regs[y, 0, b], regs[y, 1, b]
+                    ar, ai = regs[aa, 0, b], regs[aa, 1, b]
+                    if yi == 0.0:
+                        t_re[b] = _mac(xr, yr, ar, fused)
+                        t_im[b] = _mac(xi, yr, ai, fused)
+                    else:
+                        t_re[b] = F.round_f16(F.round_f16(F.round_f16(xr * yr) - F.round_f16(xi * yi)) + ar)
+                        t_im[b] = F.round_f16(F.round_f16(F.round_f16(xr * yi) + F.round_f16(xi * yr)) + ai)
+            elif op == 10:  # AACC
+                for b in range(nb):
+                    t_re[b] = F.round_f16(F.round_f16(regs[x, 0, b] + regs[y, 0, b]) + regs[aa, 0, b])
+                    t_im[b] = F.round_f16(F.round_f16(regs[x, 1, b] + regs[y, 1, b]) + regs[aa, 1, b])
+            elif op == 12:  # CLIP2A: min(max(a, x), y) per lane
+                for b in range(nb):
+                    t_re[b] = min(max(regs[aa, 0, b], regs[x, 0, b]), regs[y, 0, b])
+                    t_im[b] = min(max(regs[aa, 1, b], regs[x, 1, b]), regs[y, 1, b])
+            elif op == 13:  # MACR2A
+                for b in range(nb):
+                    t_re[b] = _mac(regs[x, 0, b], regs[y, 0, b], regs[aa, 0, b], fused)
+                    t_im[b] = _mac(regs[x, 1, b], regs[y, 1, b], regs[aa, 1, b], fused)
+            else:  # NOOP
+                write = False
+            if write:
+                if z < 0:
+                    z = 7   # an op without a destination: as register index -1 always addressed
+                for b in range(nb):
+                    regs[z, 0, b] = t_re[b]
+                    regs[z, 1, b] = t_im[b]
+            # store
+            sr = instrs[k, pc, I_SR]
+            if sr >= 0:
+                a = instrs[k, pc, I_SA]
+                lanes = 2 if arrays[k, a, A_CPLX] else 1
+                kind = arrays[k, a, A_TYPE]
+                for lane in range(lanes):
+                    slot = _slot(arrays, k, a, idx, lane)
+                    if kind == 2:
+                        for b in range(nb):
+                            mem[slot, b] = regs[sr, lane, b]
+                    elif ties_even:
+                        for b in range(nb):
+                            mem[slot, b] = F.to_int8_saturating(regs[sr, lane, b])
+                    else:
+                        for b in range(nb):
+                            mem[slot, b] = F.to_int8_saturating_away(regs[sr, lane, b])
+                    if kind == 0:   # uint8 stores are not used by the kernels
+                        for b in range(nb):
+                            mem[slot, b] = min(max(mem[slot, b] + 128, 0), 255) - 128
+                m = instrs[k, pc, I_SM]
+                for d in range(3):
+                    if (m >> d) & 1:
+                        _incr(arrays, k, a, idx, d)
             # control flow: loops ending here, innermost (highest index) first
             jumped = False
             for j in range(nl - 1, -1, -1):
@@ -217,30 +251,45 @@ def run_programs(mem, regs0, arrays, loops, n_loops, instrs, n_instrs, fused, ti
                         if (rst >> bit) & 1:
                             idx[a, d] = 0
                         if (inc >> bit) & 1:
-                            _incr(arrays[k, a], idx[a], d)
+                            _incr(arrays, k, a, idx, d)
             if not jumped:
-                if ins[I_END]:
+                if instrs[k, pc, I_END]:
                     break
                 pc += 1
 
     return mem
 
 
+def run_programs(mem, regs0, arrays, loops, n_loops, instrs, n_instrs, fused, ties_even):
+    """One sample: runs the programs over `mem` (one flat array holding every buffer, none
+    shared), modified in place and returned."""
+    batch = np.ascontiguousarray(mem, dtype=np.float32).reshape(-1, 1)
+    run_batch(batch, np.zeros(1, dtype=np.float32), regs0, arrays, loops, n_loops, instrs, n_instrs,
+              fused, ties_even)
+    mem[:] = batch[:, 0]
+    return mem
+
+
 # ----------------------------------------------------------------------------- encoding
 
 class Memory:
-    """Lays the named buffers of one layer out in one float64 array."""
+    """Lays the named buffers of one layer out in two float32 arrays: the samples' own buffers
+    (one row per slot, a column per sample) and the `shared` read-only ones every sample reads
+    (the layer's constants), so a batch does not copy the weights once per sample."""
 
-    def __init__(self, sizes: dict[str, tuple[int, int]]):
+    def __init__(self, sizes: dict[str, tuple[int, int]], shared: tuple[str, ...] = ()):
         # name -> (byte size, unit bytes per slot)
         self.base: dict[str, int] = {}
         self.unit: dict[str, int] = {}
-        total = 0
+        self.shared = frozenset(shared)
+        totals = {False: 0, True: 0}
         for name, (nbytes, unit) in sizes.items():
-            self.base[name] = total
+            where = name in self.shared
+            self.base[name] = totals[where]
             self.unit[name] = unit
-            total += (nbytes + unit - 1) // unit + 2   # slack: a complex read of the last element
-        self.size = total
+            totals[where] += (nbytes + unit - 1) // unit + 2   # slack: a complex read of the last element
+        self.size = totals[False]
+        self.shared_size = totals[True]
 
     def view(self, mem: np.ndarray, name: str, n_slots: int) -> np.ndarray:
         b = self.base[name]
@@ -265,7 +314,8 @@ def encode_programs(programs: list, memory: Memory):
             arrays[p_i, a_i] = (memory.base[arr.buffer], arr.byte_offset, memory.unit[arr.buffer],
                                 BASETYPE_IDS[arr.basetype], int(arr.complex),
                                 arr.dims[0].size, arr.dims[1].size, arr.dims[2].size,
-                                arr.dims[0].stride, arr.dims[1].stride, arr.dims[2].stride, 1)
+                                arr.dims[0].stride, arr.dims[1].stride, arr.dims[2].stride, 1,
+                                int(arr.buffer in memory.shared))
         n_loops[p_i] = len(prog.loops)
         for l_i, lp in enumerate(prog.loops):
             incr = sum(1 << (a * 3 + d) for a, d in lp.incr)
@@ -284,6 +334,9 @@ def encode_programs(programs: list, memory: Memory):
                 rec[I_L0A + 3 * l_i] = ld.array
                 rec[I_L0M + 3 * l_i] = sum(1 << d for d in ld.incr_dims)
             if ins.store is not None:
+                if prog.arrays[ins.store.array].buffer in memory.shared:
+                    raise ValueError(f"{prog.kind}: a store to the read-only buffer "
+                                     f"{prog.arrays[ins.store.array].buffer!r}")
                 rec[I_SR] = ins.store.register
                 rec[I_SA] = ins.store.array
                 rec[I_SM] = sum(1 << d for d in ins.store.incr_dims)
@@ -294,43 +347,46 @@ def encode_programs(programs: list, memory: Memory):
 # ----------------------------------------------------------------------------- layers
 
 @njit(cache=True)
-def conv1d_column(mem, in_base, f_base, b_base, s_base, o_base, has_bias, out_x, w_in, c_in, c_out,
-                  fw, stride_w, pad_w, input_offset, output_offset, act_min, act_max):
+def conv1d_column(mem, shared, in_base, f_base, b_base, s_base, o_base, has_bias, out_x, w_in, c_in,
+                  c_out, fw, stride_w, pad_w, input_offset, output_offset, act_min, act_max):
     """One SAME-padded edge column of a wide Conv1D, computed by the CPU in binary16 as the SDK's
     conv1d_one_column does (float products added into a binary16 accumulator; the result
-    truncated, not rounded, to an integer)."""
+    truncated, not rounded, to an integer); for every sample of the batch (mem's columns)."""
     x0 = out_x * stride_w - pad_w
     f0 = max(0, -x0)
     f1 = min(fw, w_in - x0)
-    for oc in range(c_out):
-        acc = 0.0
-        for fx in range(f0, f1):
-            for ic in range(c_in):
-                v = (mem[in_base + (x0 + fx) * c_in + ic] + input_offset) \
-                    * mem[f_base + (oc * fw + fx) * c_in + ic] * 2.0 ** -15
-                acc = F.round_f16(np.float32(acc + v))
-        if has_bias:
-            acc = F.round_f16(acc + mem[b_base + oc])
-        acc = F.round_f16(acc * mem[s_base + oc])
-        r = int(acc) + output_offset
-        mem[o_base + out_x * c_out + oc] = min(max(r, act_min), act_max)
+    for b in range(mem.shape[1]):
+        for oc in range(c_out):
+            acc = 0.0
+            for fx in range(f0, f1):
+                for ic in range(c_in):
+                    v = (mem[in_base + (x0 + fx) * c_in + ic, b] + input_offset) \
+                        * shared[f_base + (oc * fw + fx) * c_in + ic] * 2.0 ** -15
+                    acc = F.round_f16(np.float32(acc + v))
+            if has_bias:
+                acc = F.round_f16(acc + shared[b_base + oc])
+            acc = F.round_f16(acc * shared[s_base + oc])
+            r = int(acc) + output_offset
+            mem[o_base + out_x * c_out + oc, b] = min(max(r, act_min), act_max)
 
 
 def _odd_element(mem, memory: Memory, work: dict) -> None:
     """The odd last element of an MVP ADD or MUL, computed by the CPU (SDK: float32 for ADD,
-    a binary16 product for MUL), rounded half away from zero and saturated."""
+    a binary16 product for MUL), rounded half away from zero and saturated; for every sample
+    (numpy's float32 and float16 operations round as the scalar C code does)."""
     f32 = np.float32
     i = work["index"]
-    a = int(mem[memory.base["input"] + i]) - work["input_zp"]
-    b = int(mem[memory.base["input2"] + i]) - work["input2_zp"]
+    a = mem[memory.base["input"] + i].astype(np.int64) - work["input_zp"]
+    b = mem[memory.base["input2"] + i].astype(np.int64) - work["input2_zp"]
     if work["kind"] == "add":
-        v = f32(f32(a) * f32(work["s1"])) + f32(f32(b) * f32(work["s2"]))
-        v = f32(f32(v) * f32(work["multiplier"])) + f32(work["output_zp"])
+        v = (a.astype(f32) * f32(work["s1"])) + (b.astype(f32) * f32(work["s2"]))
+        v = (v * f32(work["multiplier"])) + f32(work["output_zp"])
     else:
-        prod = np.float16(a * b)
-        v = np.float16(f32(f32(prod) * f32(work["multiplier"])) + f32(work["output_zp"]))
-    r = math.copysign(math.floor(abs(float(v)) + 0.5), float(v))
-    mem[memory.base["output"] + i] = min(max(r, -128.0), 127.0)
+        prod = (a * b).astype(np.float64).astype(np.float16)
+        v = ((prod.astype(f32) * f32(work["multiplier"])) + f32(work["output_zp"])).astype(np.float16)
+    v = v.astype(np.float64)
+    r = np.copysign(np.floor(np.abs(v) + 0.5), v)
+    mem[memory.base["output"] + i] = np.clip(r, -128.0, 127.0)
 
 
 @dataclasses.dataclass
@@ -339,7 +395,8 @@ class MvpLayer:
     plan: object
     launches: list
     memory: Memory
-    base_mem: np.ndarray
+    base_mem: np.ndarray          # the initial contents of a sample's own buffers
+    shared_mem: np.ndarray        # the read-only buffers (filter, bias, scaler)
     encoded: tuple
     input_ids: tuple
     output_id: int
@@ -348,23 +405,27 @@ class MvpLayer:
     column_args: tuple = ()
 
     def run(self, values: list) -> None:
-        mem = self.base_mem.copy()
-        for name, ti in zip(("input", "input2"), self.input_ids):
-            x = values[ti].reshape(-1)
+        """Runs the layer on values with a leading batch axis (size 1 or the batch's)."""
+        ins = [values[ti] for ti in self.input_ids]
+        nb = max(x.shape[0] for x in ins)
+        mem = np.empty((self.memory.size, nb), dtype=np.float32)
+        mem[:] = self.base_mem[:, None]
+        for name, x in zip(("input", "input2"), ins):
+            x = x.reshape(x.shape[0], -1)
             b = self.memory.base[name]
-            mem[b:b + x.size] = x
-        run_programs(mem, *self.encoded, FUSED_MAC, STORE_TIES_EVEN)
+            mem[b:b + x.shape[1]] = x.T
+        run_batch(mem, self.shared_mem, *self.encoded, FUSED_MAC, STORE_TIES_EVEN)
         out_b = self.memory.base["output"]
         for work in self.cpu_work:
             if work["op"] == "clamp":
                 lo = out_b + work["start"]
-                mem[lo:lo + work["count"]] = np.clip(mem[lo:lo + work["count"]], work["min"], work["max"])
+                np.clip(mem[lo:lo + work["count"]], work["min"], work["max"], out=mem[lo:lo + work["count"]])
             elif work["op"] == "odd_element":
                 _odd_element(mem, self.memory, work)
             elif work["op"] == "conv1d_column":
-                conv1d_column(mem, *self.column_args[:6], work["out_x"], *self.column_args[6:])
+                conv1d_column(mem, self.shared_mem, *self.column_args[:6], work["out_x"], *self.column_args[6:])
         n = int(np.prod(self.output_shape))
-        values[self.output_id] = mem[out_b:out_b + n].astype(np.int8).reshape(self.output_shape)
+        values[self.output_id] = mem[out_b:out_b + n].T.astype(np.int8).reshape((nb,) + self.output_shape)
 
     def accelerator_cycles(self, timing) -> int:
         """The cycles of the launches this layer executes, priced by a timing model."""
@@ -395,15 +456,16 @@ def compile_layer(graph: Graph, op: Operator, plan) -> MvpLayer:
                 sizes[name] = (2 * consts[name].size, 2)
     if plan.scratch_bytes:
         sizes["scratch"] = (plan.scratch_bytes, 2)
-    memory = Memory(sizes)
-    base_mem = np.zeros(memory.size)
+    memory = Memory(sizes, shared=("filter", "bias", "scaler"))
+    base_mem = np.zeros(memory.size, dtype=np.float32)
+    shared_mem = np.zeros(max(memory.shared_size, 1), dtype=np.float32)
     if has_weights:
-        w = ins[1].data.astype(np.float64).reshape(-1)
-        memory.view(base_mem, "filter", w.size)[:] = w
+        w = ins[1].data.astype(np.float32).reshape(-1)
+        memory.view(shared_mem, "filter", w.size)[:] = w
         for name in ("bias", "scaler"):
             if name in consts:
-                v = consts[name].astype(np.float64).reshape(-1)
-                memory.view(base_mem, name, v.size)[:] = v
+                v = consts[name].astype(np.float32).reshape(-1)   # binary16 values: exact
+                memory.view(shared_mem, name, v.size)[:] = v
     column_args: tuple = ()
     if any(wk["op"] == "conv1d_column" for wk in plan.cpu_work):
         p = mvp_plan.layer_params(graph, op)
@@ -411,7 +473,7 @@ def compile_layer(graph: Graph, op: Operator, plan) -> MvpLayer:
                        memory.base["scaler"], memory.base["output"], "bias" in consts,
                        p.w_in, p.c_in, p.c_out, p.fw, p.stride_w, p.pad_w, -p.input_zp, p.output_zp,
                        p.act_min, p.act_max)
-    return MvpLayer(plan, launches, memory, base_mem, encode_programs(launches, memory), input_ids,
+    return MvpLayer(plan, launches, memory, base_mem, shared_mem, encode_programs(launches, memory), input_ids,
                     op.outputs[0], tuple(out_t.shape), tuple(plan.cpu_work), column_args)
 
 
@@ -419,7 +481,6 @@ def plan_layer(graph: Graph, op: Operator):
     """An emulator Step running the layer's MVP programs, or None for a layer the MVP does not
     run (it falls back to the reference kernels)."""
     from simulator import mvp_plan
-    from simulator.emulator import Step
     plan = mvp_plan.plan_layer(graph, op)
     if not plan.runs_on_mvp or not plan.programs:
         return None

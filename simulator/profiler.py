@@ -16,11 +16,9 @@ from simulator.memory import plan_arena
 from simulator.mvp_plan import LayerPlan, plan_layer
 from simulator.record import (CLOCK_HZ_DEFAULT, LayerRecord, ModelInfo, ProfileRecord, Summary,
                               Target, TensorInfo)
-from simulator.timing import load_timing_model
+from simulator.timing import DEFAULT_TIMING, load_timing_model  # DEFAULT_TIMING: re-exported
 from simulator.tflite_reader import read_model, read_model_file
 
-# The project's prediction of what a board measures; "vendor-sim" reproduces the vendor's simulator.
-DEFAULT_TIMING = "board"
 
 # Operands every later stage relies on: (minimum inputs, {input position: rank}). A file that
 # breaks these is corrupt, and saying so beats an IndexError deep inside a kernel model.

@@ -96,6 +96,20 @@ def sigmoid_tanh_params(input_scale: float) -> tuple[int, int, int]:
     return multiplier, left_shift, radius
 
 
+def hard_swish_params(input_scale: float, output_scale: float) -> tuple[int, int, int, int]:
+    """(reluish multiplier int16, its exponent, output multiplier int16, its exponent) of the int8
+    HARD_SWISH: float scales (hires input = input / 128, reluish = 3 / 32768), QuantizeMultiplier,
+    then DownScaleInt32ToInt16Multiplier (round the Q31 significand to Q15, saturating)."""
+    f = np.float32
+    hires = f(f(1.0 / 128.0) * f(input_scale))
+    out_m, out_e = quantize_multiplier(float(f(hires / f(output_scale))))
+    relu_m, relu_e = quantize_multiplier(float(f(hires / f(3.0 / 32768.0))))
+
+    def to16(m: int) -> int:
+        return 32767 if m >= (1 << 31) - 1 - (1 << 15) else (m + (1 << 15)) >> 16
+    return to16(relu_m), relu_e, to16(out_m), out_e
+
+
 # ----------------------------------------------------------------------------- JIT primitives
 
 @njit(cache=True, inline="always")
@@ -124,6 +138,32 @@ def srdhm(a, b):
     if s >= 0:
         return s // 2147483648
     return -((-s) // 2147483648)
+
+
+@njit(cache=True, inline="always")
+def srdhm16(a, b):
+    """gemmlowp's SaturatingRoundingDoublingHighMul on int16 values."""
+    if a == b and a == -32768:
+        return np.int64(32767)
+    ab = np.int64(a) * np.int64(b)
+    s = ab + (np.int64(1 << 14) if ab >= 0 else np.int64(1 - (1 << 14)))
+    q = s // 32768 if s >= 0 else -((-s) // 32768)   # C division truncates toward zero
+    return ((q + 32768) & 0xFFFF) - 32768                # static_cast<int16_t>
+
+
+@njit(cache=True, inline="always")
+def sdhm16(a, b):
+    """TFLite's SaturatingDoublingHighMul on int16 values (truncating, no rounding nudge)."""
+    if a == b and a == -32768:
+        return np.int64(32767)
+    ab = np.int64(a) * np.int64(b)
+    q = ab // 32768 if ab >= 0 else -((-ab) // 32768)
+    return ((q + 32768) & 0xFFFF) - 32768
+
+
+@njit(cache=True, inline="always")
+def saturating_left_shift16(x, amount):
+    return min(max(np.int64(x) * (np.int64(1) << amount), -32768), 32767)
 
 
 @njit(cache=True, inline="always")

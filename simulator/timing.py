@@ -31,6 +31,8 @@ from simulator.mvp_program import BASETYPES, Program, execution_counts
 
 MODELS_DIR = Path(__file__).parent / "timing_models"
 USER_MODELS_SUBDIR = "timing_models"
+# The project's prediction of what a board measures; "vendor-sim" reproduces the vendor's simulator.
+DEFAULT_TIMING = "board"
 SCHEMA_VERSION = 2
 # element types a load or store can move: basetype, "c" suffix for a packed (complex) pair
 ELEMENT_TYPES = tuple(f"{b}{c}" for b in BASETYPES for c in ("", "c"))

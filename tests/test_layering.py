@@ -7,14 +7,10 @@ import ast
 import tomllib
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATOR = ROOT / "simulator"
 FARM = ("device_agents", "orchestrator")
-# The emulator's cycles (emulator <-> profiler, emulator <-> mvp_exec), which the emulator's own
-# split breaks: every other cycle fails now; this set must shrink, never grow.
-KNOWN_CYCLE_MODULES = {"simulator.emulator", "simulator.profiler", "simulator.mvp_exec"}
 
 
 def _modules() -> dict[str, Path]:
@@ -113,12 +109,6 @@ def _cycles() -> list[set[str]]:
     return out
 
 
-def test_no_import_cycle_outside_the_emulators_known_one():
-    assert [c for c in _cycles() if not c <= KNOWN_CYCLE_MODULES] == []
-
-
-@pytest.mark.xfail(strict=True, reason="the emulator <-> profiler / mvp_exec cycle, which the emulator's "
-                                       "split breaks (#12): remove this mark and KNOWN_CYCLE_MODULES then")
 def test_no_import_cycle_at_all():
     assert _cycles() == []
 

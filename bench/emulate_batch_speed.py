@@ -1,0 +1,174 @@
+"""Per-sample time of `emulate_batch` against TensorFlow Lite's interpreter and one-at-a-time
+emulation, in one run.
+
+    .venv/bin/python bench/emulate_batch_speed.py [MODEL_DIR ...] [--batch 256] [--trials 3]
+        [--baseline REV] [--json FILE]
+
+For every model: `emulate_batch` on `--batch` seeded inputs in `none` and `mvp` mode; TensorFlow
+Lite's interpreter (XNNPACK, one thread) on the same inputs one invoke each (a batch-1 model
+takes no batch); one-at-a-time emulation with this checkout (`CompiledModel.run` per sample) and,
+with `--baseline`, with the emulator of git revision REV (extracted with `git archive`, timed in a
+subprocess: "today's" emulator before the batch path). Times are CPU seconds of the timing
+process (`time.process_time`: the machine's other load does not count), after a warm-up; the
+trials of all peers are interleaved and the median taken. The batch outputs are checked against
+one-at-a-time outputs (same bits) on the first samples.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from simulator.emulator import compile_model, draw_inputs, emulate_batch  # noqa: E402
+from simulator.tflite_reader import read_model_file  # noqa: E402
+from bench.emulate_speed import xnnpack_interpreter  # noqa: E402
+
+BASELINE_TIMER = r"""
+import sys, time, json
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from simulator.emulator import compile_model, draw_inputs
+from simulator.tflite_reader import read_model_file
+g = read_model_file(sys.argv[2]); acc = sys.argv[3]; n = int(sys.argv[4]); trials = int(sys.argv[5])
+cm = compile_model(g, acc)
+xs = draw_inputs(g, 0, n)
+cm.run([xs[0]])
+out = []
+for _ in range(trials):
+    t = time.process_time()
+    for x in xs:
+        cm.run([x])
+    out.append((time.process_time() - t) / n)
+print(json.dumps(out))
+"""
+
+
+def cpu_per_sample(fn, n: int) -> float:
+    t = time.process_time()
+    fn()
+    return (time.process_time() - t) / n
+
+
+def baseline_tree(rev: str) -> Path:
+    """The simulator package of git revision `rev`, extracted into a temporary directory."""
+    tmp = Path(tempfile.mkdtemp(prefix="emu-baseline-"))
+    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "simulator"], check=True,
+                          capture_output=True).stdout
+    tar = tmp / "src.tar"
+    tar.write_bytes(data)
+    with tarfile.open(tar) as tf:
+        tf.extractall(tmp, filter="data")
+    return tmp
+
+
+def time_baseline(tree: Path, path: Path, accelerator: str, n: int, trials: int) -> list[float]:
+    out = subprocess.run([sys.executable, "-c", BASELINE_TIMER, str(tree), str(path), accelerator, str(n),
+                          str(trials)], capture_output=True, text=True, timeout=3600)
+    try:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return []
+
+
+def xnnpack(path: Path):
+    found = xnnpack_interpreter(path)
+    if found is None:
+        return None
+    interp, d = found
+
+    def run(xs):
+        for x in xs:
+            interp.set_tensor(d["index"], x.reshape(d["shape"]).astype(d["dtype"]))
+            interp.invoke()
+    return run
+
+
+def bench_model(path: Path, batch: int, trials: int, one_at_a_time_n: int, tree: Path | None) -> dict:
+    g = read_model_file(path)
+    data = path.read_bytes()
+    xs = np.stack(draw_inputs(g, 0, batch))
+    row: dict = {"model": path.name}
+    runs = {}
+    for acc in ("none", "mvp"):
+        cm = compile_model(g, acc)
+        few = xs[:one_at_a_time_n]
+        got = emulate_batch(data, few, acc)
+        for k in range(len(few)):   # the batch path's promise, checked on the timed inputs
+            assert got[k].tobytes() == cm.run([few[k]])[0].reshape(got[k].shape).tobytes(), (path.name, acc, k)
+        runs[f"batch_{acc}"] = (lambda acc=acc: emulate_batch(data, xs, acc), batch)
+        runs[f"one_{acc}"] = (lambda cm=cm, few=few: [cm.run([x]) for x in few], len(few))
+    interp = xnnpack(path)
+    if interp is not None:
+        interp(xs[:2])
+        runs["xnnpack"] = (lambda: interp(xs), batch)
+    samples: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(trials):                     # interleaved trials
+        for k, (fn, n) in runs.items():
+            samples[k].append(cpu_per_sample(fn, n))
+    for k, v in samples.items():
+        row[f"{k}_s"] = statistics.median(v)
+    if tree is not None:
+        for acc in ("none", "mvp"):
+            v = time_baseline(tree, path, acc, one_at_a_time_n, trials)
+            row[f"baseline_one_{acc}_s"] = statistics.median(v) if v else None
+    return row
+
+
+def gmean(values) -> float | None:
+    v = [x for x in values if x]
+    return float(np.exp(np.mean(np.log(v)))) if v else None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dirs", nargs="*", default=[str(ROOT / "tests/data/zoo"), str(ROOT / "tests/data/corpus")])
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--one-at-a-time", type=int, default=4, help="samples for the one-at-a-time peers")
+    ap.add_argument("--baseline", help="git revision of 'today's' emulator, timed one sample at a time")
+    ap.add_argument("--json", help="also write the rows to this file")
+    args = ap.parse_args(argv)
+    tree = baseline_tree(args.baseline) if args.baseline else None
+    paths = sorted(p for d in args.dirs for p in Path(d).glob("*.tflite"))
+    ms = lambda s: "-" if s is None else f"{s * 1e3:9.3f}"  # noqa: E731
+    cols = ["batch_none_s", "xnnpack_s", "one_none_s", "baseline_one_none_s", "batch_mvp_s", "one_mvp_s",
+            "baseline_one_mvp_s"]
+    print(f"{'model':30s} " + " ".join(f"{c[:-2]:>9s}"[-9:] for c in cols) + "   (CPU ms per sample)")
+    rows = []
+    for path in paths:
+        r = bench_model(path, args.batch, args.trials, args.one_at_a_time, tree)
+        rows.append(r)
+        print(f"{path.name[:30]:30s} " + " ".join(ms(r.get(c)) for c in cols), flush=True)
+
+    def ratio(a, b):
+        return gmean([r[a] / r[b] for r in rows if r.get(a) and r.get(b)])
+    summary = {
+        "models": len(rows), "batch": args.batch,
+        "xnnpack_over_batch_none": ratio("xnnpack_s", "batch_none_s"),
+        "one_none_over_batch_none": ratio("one_none_s", "batch_none_s"),
+        "one_mvp_over_batch_mvp": ratio("one_mvp_s", "batch_mvp_s"),
+        "baseline_one_none_over_batch_none": ratio("baseline_one_none_s", "batch_none_s"),
+        "baseline_one_mvp_over_batch_mvp": ratio("baseline_one_mvp_s", "batch_mvp_s"),
+        "models_none_at_least_xnnpack": sum(1 for r in rows if r.get("xnnpack_s") and r["batch_none_s"] <= r["xnnpack_s"]),
+    }
+    print("geometric means (>1: batch faster):", json.dumps(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

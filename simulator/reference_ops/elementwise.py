@@ -1,0 +1,196 @@
+"""Reference-kernel builders of the element-wise layers: ADD, SUB, MUL (broadcasting, TFLM's int8
+arithmetic), MAXIMUM and MINIMUM, and the activations RELU, RELU6, LEAKY_RELU, HARD_SWISH,
+LOGISTIC, TANH, SOFTMAX, plus QUANTIZE and DEQUANTIZE."""
+from __future__ import annotations
+
+import numpy as np
+
+from simulator import kernels_ref as K
+from simulator.graph import Graph, Operator
+from simulator.quant_math import (
+    activation_range, c_round, hard_swish_params, quantize_multiplier, sigmoid_tanh_params, softmax_params,
+)
+from simulator.reference_ops.common import (
+    broadcast_flat, err, flat, qparams, require_int8, require_same_quantization,
+)
+
+
+def _binary(graph: Graph, op: Operator):
+    a_t, b_t = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+    y_t = graph.tensors[op.outputs[0]]
+    require_int8(graph, op, a_t, b_t, y_t)
+    return a_t, b_t, y_t
+
+
+def build_add_sub(kind: str):
+    def build(graph: Graph, op: Operator):
+        a_t, b_t, y_t = _binary(graph, op)
+        s1, z1 = qparams(graph, op, a_t)
+        s2, z2 = qparams(graph, op, b_t)
+        so, zo = qparams(graph, op, y_t)
+        left_shift = 20
+        twice_max = 2.0 * float(max(np.float32(s1), np.float32(s2)))
+        m1, sh1 = quantize_multiplier(s1 / twice_max)
+        m2, sh2 = quantize_multiplier(s2 / twice_max)
+        mo, sho = quantize_multiplier(twice_max / ((1 << left_shift) * so))
+        act_min, act_max = activation_range(op.options.get("fused_activation_function", "none"), so, zo)
+        ai, bi, yi = op.inputs[0], op.inputs[1], op.outputs[0]
+        shape = tuple(y_t.shape)
+        subtract = kind == "sub"
+
+        def run(values):
+            x1, x2, nb = broadcast_flat(values[ai], values[bi], shape)
+            values[yi] = K.add(x1, x2, -z1, -z2, left_shift, m1, sh1, m2, sh2, mo, sho, zo,
+                               act_min, act_max, subtract).reshape((nb,) + shape)
+        return run, {}
+    return build
+
+
+def build_mul(graph: Graph, op: Operator):
+    a_t, b_t, y_t = _binary(graph, op)
+    s1, z1 = qparams(graph, op, a_t)
+    s2, z2 = qparams(graph, op, b_t)
+    so, zo = qparams(graph, op, y_t)
+    m, sh = quantize_multiplier(float(s1) * float(s2) / float(so))
+    act_min, act_max = activation_range(op.options.get("fused_activation_function", "none"), so, zo)
+    ai, bi, yi = op.inputs[0], op.inputs[1], op.outputs[0]
+    shape = tuple(y_t.shape)
+
+    def run(values):
+        x1, x2, nb = broadcast_flat(values[ai], values[bi], shape)
+        values[yi] = K.mul(x1, x2, -z1, -z2, m, sh, zo, act_min, act_max).reshape((nb,) + shape)
+    return run, {}
+
+
+def build_extreme(kind: str):
+    """MAXIMUM / MINIMUM: TFLM compares the int8 values as they are (the converter gives both
+    inputs and the output one quantization)."""
+    def build(graph: Graph, op: Operator):
+        a_t, b_t, y_t = _binary(graph, op)
+        require_same_quantization(graph, op, a_t, y_t)
+        require_same_quantization(graph, op, b_t, y_t)
+        fn = np.maximum if kind == "max" else np.minimum
+        ai, bi, yi = op.inputs[0], op.inputs[1], op.outputs[0]
+        shape = tuple(y_t.shape)
+
+        def run(values):
+            x1, x2, nb = broadcast_flat(values[ai], values[bi], shape)
+            values[yi] = fn(x1, x2).reshape((nb,) + shape)
+        return run, {}
+    return build
+
+
+def _unary(graph: Graph, op: Operator):
+    x_t, y_t = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    require_int8(graph, op, x_t, y_t)
+    return x_t, y_t, op.inputs[0], op.outputs[0], tuple(y_t.shape)
+
+
+def build_softmax(graph: Graph, op: Operator):
+    x_t, y_t, xi, yi, shape = _unary(graph, op)
+    in_scale, _ = qparams(graph, op, x_t)
+    mult, left_shift, diff_min = softmax_params(float(op.options.get("beta", 1.0)), in_scale)
+    depth = x_t.shape[-1]
+
+    def run(values):
+        values[yi] = K.softmax(values[xi].reshape(-1, depth), mult, left_shift, diff_min
+                               ).reshape((-1,) + shape)
+    return run, {}
+
+
+def build_sigmoid_tanh(kind: str):
+    def build(graph: Graph, op: Operator):
+        x_t, y_t, xi, yi, shape = _unary(graph, op)
+        in_scale, in_zp = qparams(graph, op, x_t)
+        mult, left_shift, radius = sigmoid_tanh_params(in_scale)
+        fn = K.logistic if kind == "logistic" else K.tanh
+
+        def run(values):
+            values[yi] = fn(flat(values[xi]), in_zp, mult, left_shift, radius).reshape((-1,) + shape)
+        return run, {}
+    return build
+
+
+def build_relu(kind: str):
+    def build(graph: Graph, op: Operator):
+        x_t, y_t, xi, yi, shape = _unary(graph, op)
+        in_scale, in_zp = qparams(graph, op, x_t)
+        out_scale, out_zp = qparams(graph, op, y_t)
+        if kind == "relu6":
+            # TFLM's int8 RELU6 clamps in the input's quantization, without rescaling
+            six = int(c_round(float(np.float32(6.0) / np.float32(in_scale)))) + in_zp
+            lo, hi = in_zp, min(max(six, -128), 127)
+
+            def run(values):
+                values[yi] = np.clip(values[xi], lo, hi).astype(np.int8)
+            return run, {}
+        m, sh = quantize_multiplier(float(in_scale) / float(out_scale))
+        lo = max(-128, out_zp + int(c_round(float(np.float32(0.0) / np.float32(out_scale)))))
+        hi = 127
+
+        def run(values):
+            values[yi] = K.relu_requant(flat(values[xi]), in_zp, m, sh, out_zp, lo, hi).reshape((-1,) + shape)
+        return run, {}
+    return build
+
+
+def build_leaky_relu(graph: Graph, op: Operator):
+    x_t, y_t, xi, yi, shape = _unary(graph, op)
+    in_scale, in_zp = qparams(graph, op, x_t)
+    out_scale, out_zp = qparams(graph, op, y_t)
+    alpha = np.float32(op.options.get("alpha", 0.2))
+    m_a, s_a = quantize_multiplier(float(np.float32(in_scale) * alpha / np.float32(out_scale)))
+    m_i, s_i = quantize_multiplier(float(np.float32(in_scale) / np.float32(out_scale)))
+
+    def run(values):
+        values[yi] = K.leaky_relu(flat(values[xi]), in_zp, m_i, s_i, m_a, s_a, out_zp).reshape((-1,) + shape)
+    return run, {}
+
+
+def build_hard_swish(graph: Graph, op: Operator):
+    x_t, y_t, xi, yi, shape = _unary(graph, op)
+    in_scale, in_zp = qparams(graph, op, x_t)
+    out_scale, out_zp = qparams(graph, op, y_t)
+    relu_m, relu_e, out_m, out_e = hard_swish_params(in_scale, out_scale)
+    if out_e > 0:
+        raise err(graph, op, "output multiplier exponent > 0: TFLite Micro refuses this scale pair")
+
+    def run(values):
+        values[yi] = K.hard_swish(flat(values[xi]), in_zp, out_zp, relu_m, relu_e, out_m, out_e
+                                  ).reshape((-1,) + shape)
+    return run, {}
+
+
+def build_quantize(graph: Graph, op: Operator):
+    x_t, y_t = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    out_scale, out_zp = qparams(graph, op, y_t)
+    xi, yi = op.inputs[0], op.outputs[0]
+    shape = tuple(y_t.shape)
+    if y_t.dtype != "int8":
+        raise err(graph, op, f"quantize to {y_t.dtype} is not supported")
+    if x_t.dtype == "float32":
+        def run(values):
+            values[yi] = K.quantize_f32(flat(values[xi]), out_scale, out_zp).reshape((-1,) + shape)
+        return run, {}
+    if x_t.dtype == "int8":
+        in_scale, in_zp = qparams(graph, op, x_t)
+        m, sh = quantize_multiplier(float(in_scale) / float(out_scale))
+
+        def run(values):
+            values[yi] = K.requantize_i8(flat(values[xi]), in_zp, m, sh, out_zp).reshape((-1,) + shape)
+        return run, {}
+    raise err(graph, op, f"quantize from {x_t.dtype} is not supported")
+
+
+def build_dequantize(graph: Graph, op: Operator):
+    x_t, y_t = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    require_int8(graph, op, x_t)
+    if y_t.dtype != "float32":
+        raise err(graph, op, f"dequantize to {y_t.dtype} is not supported")
+    scale, zp = qparams(graph, op, x_t)
+    xi, yi = op.inputs[0], op.outputs[0]
+    shape = tuple(y_t.shape)
+
+    def run(values):
+        values[yi] = K.dequantize_i8(flat(values[xi]), scale, zp).reshape((-1,) + shape)
+    return run, {}

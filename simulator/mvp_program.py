@@ -123,7 +123,8 @@ class ProgramBuilder:
     def reg(self, r: int, real: float, imag: float = 0.0) -> None:
         """Sets an initial register value; registers hold binary16, so the value is rounded to it
         (round to nearest even) here, once."""
-        self.registers[r] = (float(np.float16(real)), float(np.float16(imag)))
+        with np.errstate(over="ignore"):   # beyond 65504 a register holds inf, as the hardware's does
+            self.registers[r] = (float(np.float16(real)), float(np.float16(imag)))
 
     def array(self, index: int, buffer: str, byte_offset: int, basetype: str, complex_: bool,
               sizes: tuple[int, int, int], strides: tuple[int, int, int]) -> None:

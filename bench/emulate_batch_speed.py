@@ -114,6 +114,8 @@ def bench_model(path: Path, batch: int, trials: int, one_at_a_time_n: int, tree:
     if interp is not None:
         interp(xs[:2])
         runs["xnnpack"] = (lambda: interp(xs), batch)
+    for fn, _ in runs.values():                 # warm-up: per-batch-size buffers, JIT, caches
+        fn()
     samples: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(trials):                     # interleaved trials
         for k, (fn, n) in runs.items():
@@ -143,10 +145,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     tree = baseline_tree(args.baseline) if args.baseline else None
     paths = sorted(p for d in args.dirs for p in Path(d).glob("*.tflite"))
-    ms = lambda s: "-" if s is None else f"{s * 1e3:9.3f}"  # noqa: E731
-    cols = ["batch_none_s", "xnnpack_s", "one_none_s", "baseline_one_none_s", "batch_mvp_s", "one_mvp_s",
-            "baseline_one_mvp_s"]
-    print(f"{'model':30s} " + " ".join(f"{c[:-2]:>9s}"[-9:] for c in cols) + "   (CPU ms per sample)")
+    ms = lambda s: "         -" if s is None else f"{s * 1e3:10.3f}"  # noqa: E731
+    cols = {"batch_none_s": "batch-none", "xnnpack_s": "XNNPACK", "one_none_s": "1by1-none",
+            "baseline_one_none_s": "base-none", "batch_mvp_s": "batch-mvp", "one_mvp_s": "1by1-mvp",
+            "baseline_one_mvp_s": "base-mvp"}
+    print(f"{'model':30s} " + " ".join(f"{c:>10s}" for c in cols.values()) + "   (CPU ms per sample)")
     rows = []
     for path in paths:
         r = bench_model(path, args.batch, args.trials, args.one_at_a_time, tree)

@@ -1,0 +1,154 @@
+"""Build tests/data/ops/: one small int8 model per group of operators that TensorFlow's converter
+emits for standard Keras layers and that the zoo and corpus lack (REDUCE_MAX from
+GlobalMaxPooling2D, SUM, TRANSPOSE, STRIDED_SLICE, SUB, MAXIMUM/MINIMUM, HARD_SWISH, LEAKY_RELU,
+PACK/UNPACK, SPLIT/SPLIT_V, BATCH_MATMUL, FULLY_CONNECTED on 3-D input, ...), built and converted
+exactly as the corpus is (tests/corpus/make_corpus.py: seeded, full-integer, per-tensor Dense).
+
+Usage (project venv): .venv/bin/python tests/ops/make_ops.py [--only NAME ...]
+then the oracle's outputs: python3 ../shared/oracle/run_dir.py tests/data/ops
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE.parent / "data" / "ops"
+_spec = importlib.util.spec_from_file_location("make_corpus", HERE.parent / "corpus" / "make_corpus.py")
+mc = importlib.util.module_from_spec(_spec)
+sys.modules["make_corpus"] = mc
+_spec.loader.exec_module(mc)
+
+
+def _k():
+    mc._import_tf()
+    return mc.keras, mc.tf
+
+
+def global_max_pool():
+    keras, _ = _k()
+    s = mc.Seeds(101)
+    x = mc._input((12, 12, 3))
+    y = s.conv(8, 3, padding="same", activation="relu")(x)
+    y = keras.layers.GlobalMaxPooling2D()(y)
+    return keras.Model(x, s.dense(5)(y))
+
+
+def reduce_sum_mean_1d():
+    keras, tf = _k()
+    s = mc.Seeds(102)
+    x = mc._input((16, 6))
+    y = s.dense(8)(x)                                           # FULLY_CONNECTED on a 3-D input
+    a = keras.layers.GlobalAveragePooling1D()(y)                # MEAN over axis 1
+    b = keras.layers.Lambda(lambda t: tf.reduce_sum(t, axis=1))(y)   # SUM
+    c = keras.layers.GlobalMaxPooling1D()(y)                    # REDUCE_MAX over axis 1
+    return keras.Model(x, keras.layers.Concatenate()([a, b, c]))
+
+
+def transpose_crop():
+    keras, _ = _k()
+    s = mc.Seeds(103)
+    x = mc._input((10, 8, 4))
+    y = keras.layers.Permute((2, 1, 3))(x)                      # TRANSPOSE
+    y = keras.layers.Cropping2D(((1, 2), (2, 1)))(y)            # STRIDED_SLICE
+    y = s.conv(6, 3, padding="valid")(y)
+    return keras.Model(x, keras.layers.Flatten()(y))
+
+
+def sub_max_min():
+    keras, _ = _k()
+    s = mc.Seeds(104)
+    x = mc._input((6, 6, 4))
+    a = s.conv(4, 1)(x)
+    b = s.conv(4, 3, padding="same")(x)
+    d = keras.layers.Subtract()([a, b])                         # SUB
+    mx = keras.layers.Maximum()([a, b])                         # MAXIMUM
+    mn = keras.layers.Minimum()([a, b])                         # MINIMUM
+    return keras.Model(x, keras.layers.Concatenate()([d, mx, mn]))
+
+
+def hard_swish_leaky():
+    keras, tf = _k()
+    s = mc.Seeds(105)
+    x = mc._input((8, 8, 3))
+    y = s.conv(8, 3, padding="same")(x)
+    y = keras.layers.Activation("hard_swish")(y)                # HARD_SWISH
+    y = s.conv(8, 3, padding="same")(y)
+    y = keras.layers.LeakyReLU(0.1)(y)                          # LEAKY_RELU
+    y = s.dwconv(3, padding="same")(y)
+    y = keras.layers.ReLU(6.0)(y)                               # RELU6 (not fused)
+    y = keras.layers.Activation("sigmoid")(y)                   # LOGISTIC
+    return keras.Model(x, y)
+
+
+def stack_split():
+    keras, tf = _k()
+    s = mc.Seeds(106)
+    x = mc._input((8, 6))
+    y = s.dense(12)(x)
+    parts = keras.layers.Lambda(lambda t: tf.split(t, 3, axis=-1))(y)            # SPLIT
+    uneven = keras.layers.Lambda(lambda t: tf.split(t, [5, 7], axis=-1))(y)      # SPLIT_V
+    rows = keras.layers.Lambda(lambda t: tf.unstack(t, axis=1))(y)               # UNPACK
+    stacked = keras.layers.Lambda(lambda t: tf.stack(t[:3], axis=1))(rows)       # PACK
+    z = keras.layers.Concatenate()([parts[0], parts[2], uneven[0]])
+    return keras.Model(x, [keras.layers.Flatten()(z), keras.layers.Flatten()(stacked)])
+
+
+def dot_attention():
+    keras, tf = _k()
+    s = mc.Seeds(107)
+    x = mc._input((6, 8))
+    q = s.dense(8)(x)
+    k = s.dense(8)(x)
+    att = keras.layers.Dot(axes=(2, 2))([q, k])                 # BATCH_MATMUL (adj_y)
+    att = keras.layers.Softmax()(att)
+    out = keras.layers.Dot(axes=(2, 1))([att, x])               # BATCH_MATMUL
+    return keras.Model(x, out)
+
+
+def add_tiny_scale():
+    """An ADD whose output scale is below 2^-16 (untrained MobileNetV2/V3 residuals have such
+    scales): 1/s_out overflows binary16, so the MVP's ADD program cannot represent it."""
+    keras, _ = _k()
+    x = mc._input((8, 8, 4))
+    tiny = keras.initializers.RandomNormal(stddev=1e-7, seed=1)
+    a = keras.layers.Conv2D(4, 1, kernel_initializer=tiny, bias_initializer="zeros")(x)
+    b = keras.layers.Conv2D(4, 3, padding="same", kernel_initializer=keras.initializers.RandomNormal(stddev=1e-7, seed=2),
+                            bias_initializer="zeros")(x)
+    return keras.Model(x, keras.layers.Add()([a, b]))
+
+
+MODELS = [
+    mc.CorpusModel("global_max_pool", "GlobalMaxPooling2D: REDUCE_MAX over H, W", global_max_pool),
+    mc.CorpusModel("reduce_sum_mean_1d", "Dense on 3-D input; MEAN, SUM, REDUCE_MAX over a sequence", reduce_sum_mean_1d),
+    mc.CorpusModel("transpose_crop", "Permute (TRANSPOSE), Cropping2D (STRIDED_SLICE)", transpose_crop),
+    mc.CorpusModel("sub_max_min", "Subtract, Maximum, Minimum layers", sub_max_min),
+    mc.CorpusModel("hard_swish_leaky", "hard_swish, LeakyReLU, ReLU(6), sigmoid as layers", hard_swish_leaky),
+    mc.CorpusModel("stack_split", "tf.split (SPLIT, SPLIT_V), tf.unstack (UNPACK), tf.stack (PACK)", stack_split),
+    mc.CorpusModel("add_tiny_scale", "ADD with an output scale below 2^-16 (1/scale overflows binary16)", add_tiny_scale),
+    mc.CorpusModel("dot_attention", "Dot layers: BATCH_MATMUL (with adj_y), softmax over rows", dot_attention),
+]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*")
+    args = ap.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    for spec in MODELS:
+        if args.only and spec.name not in args.only:
+            continue
+        data = mc.convert(spec)
+        (OUT / f"{spec.name}.tflite").write_bytes(data)
+        print(f"{spec.name}: {len(data)} bytes, {', '.join(sorted(set(mc.opcodes(data))))}", flush=True)
+    manifest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(OUT.glob("*.tflite"))}
+    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -52,8 +52,8 @@ def _compare(args) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(comparison.to_dict(), indent=1) + "\n")
     else:
-        sys.stdout.write(comparison.to_markdown(images=[]))
-        print(f"written: {', '.join(str(p) for p in paths.values())}")
+        from orchestrator.compare_report import terminal_summary
+        sys.stdout.write(terminal_summary(comparison, paths))
     return 0
 
 
@@ -140,7 +140,9 @@ def register(sub) -> None:
     cmp.add_argument("--threshold", type=float, default=20.0, metavar="PCT",
                      help="list layers whose |error| passes PCT percent (default: %(default)s)")
     cmp.add_argument("--out", metavar="DIR", help="report folder (default: RESULTS/compare/NAME)")
-    cmp.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    cmp.add_argument("--format", choices=("markdown", "json"), default="markdown",
+                     help="markdown: a short summary on stdout, the full report in the files (default); "
+                          "json: the whole comparison on stdout")
     cmp.set_defaults(func=_guarded(_compare))
 
     cal = sub.add_parser(

@@ -59,7 +59,7 @@ def sections(comparison: Comparison) -> list[tuple[str, list[str], list[list]]]:
               if k == "mvp_support" else pct(L.deltas[k].error_pct))]
             for m, L, k in comparison.over_threshold()]
     out.append((f"Layers over the threshold (|error| > {comparison.threshold_pct:g}%, "
-                "or on a different unit)",
+                f"or on a different unit; {left_out_text(comparison)})",
                 ["model", "layer", "opcode", "share", "metric", "error"], rows))
     for c in comparison.models:
         if c.note:
@@ -82,6 +82,52 @@ def sections(comparison: Comparison) -> list[tuple[str, list[str], list[list]]]:
     if unmatched:
         out.append(("Not compared (no counterpart)", ["model", "side"], unmatched))
     return out
+
+
+def left_out_text(comparison: Comparison) -> str:
+    """What the threshold list does not look at: layers under MIN_LAYER_SHARE of their model's time."""
+    small = sum(1 for _, L in comparison.all_layers() if L.share < MIN_LAYER_SHARE)
+    return (f"left out: the {small} layer(s) under {MIN_LAYER_SHARE:.0%} of their model's time, "
+            "unless on a different unit")
+
+
+_WORD = {"ram_bytes": "RAM", "accelerator_cycles": "MVP cycles", "cpu_cycles": "CPU cycles",
+         "latency_s": "latency", "flash_bytes": "flash"}
+
+
+def terminal_summary(comparison: Comparison, paths: dict[str, Path], n_worst: int = 5) -> str:
+    """What `mvpfarm compare` prints: the error per model, the mean errors, the worst layers, how
+    many layers are over the threshold (and what that count leaves out), and where the files are."""
+    from orchestrator import terminal
+    metrics = [m for m in MODEL_METRICS if m != "flash_bytes"]
+    rows = [[c.model, c.simulated_target, c.measured_target] + [pct(c.deltas[m].error_pct) for m in metrics]
+            for c in comparison.models]
+    out = [terminal.table(["model", "simulated", "measured"] + [f"{_WORD[m]} err" for m in metrics], rows,
+                          [False, False, False] + [True] * len(metrics),
+                          title=f"Simulated against measured: {len(comparison.models)} model(s), "
+                                "error = simulated / measured - 1")]
+    mape = comparison.mape()
+    out.append("mean absolute error: models " + ", ".join(f"{_WORD[m]} {pct(mape['models'][m], signed=False)}"
+                                                          for m in metrics)
+               + f"; layers of at least {MIN_LAYER_SHARE:.0%} of their model's time "
+               + ", ".join(f"{_WORD[m]} {pct(mape['layers'].get(m), signed=False)}" for m in LAYER_METRICS) + "\n")
+    worst = comparison.worst_layers(n_worst)
+    if worst:
+        out.append(terminal.table(
+            ["model", "layer", "opcode", "share of time", "latency err", "latency err %"],
+            [[m, L.index, L.opcode, f"{L.share:.1%}", _fmt("latency_s", L.deltas["latency_s"].error, signed=True)
+              + " ms", pct(L.deltas["latency_s"].error_pct)] for m, L in worst],
+            [False, True, False, True, True, True],
+            title=f"Worst layers by latency error (the {len(worst)} of {len(comparison.all_layers())}; "
+                  f"the report lists {N_WORST})"))
+    over = comparison.over_threshold()
+    out.append(f"{len(over)} layer metric(s) over the threshold (|error| > {comparison.threshold_pct:g}%) or on "
+               f"a different unit; {left_out_text(comparison)}")
+    unmatched = len(comparison.unmatched_simulated) + len(comparison.unmatched_measured)
+    if unmatched:
+        out.append(f"{unmatched} model(s) without a counterpart, not compared (listed in the report)")
+    out.append("full report: " + ", ".join(str(p) for p in paths.values()))
+    return "\n".join(out) + "\n"
 
 
 def to_markdown(comparison: Comparison, title: str = TITLE, images: list[str] = ()) -> str:

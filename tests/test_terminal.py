@@ -140,3 +140,18 @@ def test_emulate_shows_float_outputs_as_floats_and_int8_as_integers(capsys):
     assert cli.main(["emulate", str(data / "zoo" / "tflite_micro_speech.tflite"), "--count", "1"]) == 0
     row = capsys.readouterr().out.splitlines()[-1]
     assert all(re.fullmatch(r"-?\d+", v) for v in row[row.index("[") + 1:row.index("]")].split(", "))
+
+
+def test_compare_prints_a_short_summary_and_says_what_its_counts_leave_out(tmp_path, capsys):
+    from orchestrator import cli
+    zoo = Path(__file__).parent / "data" / "zoo"
+    assert cli.main(["compare", "--measured", str(zoo / "device_reports.json"), "--models", str(zoo),
+                     "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) < 40                                   # not the 281-line report
+    assert lines[0].startswith("Simulated against measured: 8 model(s)")
+    assert sum(1 for ln in lines if ln.startswith("keyword_spotting ")) >= 1
+    assert re.search(r"left out: the \d+ layer\(s\) under 1% of their model's time", out)
+    assert lines[-1].startswith("full report: ") and str(tmp_path / "cmp" / "comparison.md") in lines[-1]
+    assert "left out: the" in (tmp_path / "cmp" / "comparison.md").read_text()

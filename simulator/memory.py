@@ -89,7 +89,7 @@ REFERENCE_OPDATA_BYTES = {
     "conv_2d": 80, "depthwise_conv_2d": 80, "fully_connected": 32, "average_pool_2d": 32,
     "max_pool_2d": 32, "add": 48, "sub": 48, "mul": 48, "softmax": 80, "relu": 32, "relu6": 16,
     "logistic": 16, "tanh": 16, "leaky_relu": 16, "pad": 48, "padv2": 48, "mean": 48, "sum": 48,
-    "quantize": 32, "dequantize": 32, "concatenation": 48, "strided_slice": 96,
+    "quantize": 32, "dequantize": 32, "concatenation": 48, "strided_slice": 112,
     "transpose_conv": 80, "hard_swish": 32, "prelu": 48, "squared_difference": 64,
 }
 # MLTK's concatenation override keeps per-input shape and data tables in a scratch buffer (fitted)
@@ -203,14 +203,19 @@ def mvp_kernel_memory(graph: Graph, op: Operator, on_mvp: bool) -> KernelMemory:
     far it got (each case pinned on the vendor simulator):
     - conv_2d (dilation, strides over the hardware limits) hands over to the reference conv:
       its per-channel buffers and CMSIS-NN scratch, no fp16 constants;
-    - depthwise_conv_2d ("Hardware limits exceeded" late in Prepare) keeps its fp16 bias and scaler
-      and adds nothing (keyword_spotting_mobilenetv2);
+    - depthwise_conv_2d that the vendor simulator rejects at random ("Hardware limits exceeded"
+      late in Prepare, see mvp_checks.check_depthwise_prepare_alignment) keeps its fp16 bias and
+      scaler and adds nothing (keyword_spotting_mobilenetv2);
+    - depthwise_conv_2d that a hardware limit refuses (a stride over the MVP's, no path fits)
+      hands over to the CMSIS-NN kernel before its fp16 constants: per-channel multipliers and
+      shifts and the CMSIS-NN scratch (the stride-2 depthwise layers of tests/data/corpus2);
     - fully_connected (input depth over the limit) keeps only its OpData."""
     code = op.opcode
     if code not in MVP_OPDATA_BYTES:
         return reference_kernel_memory(graph, op)
     k = KernelMemory(builtin=BUILTIN_DATA.get(code, (0, 1)), init_bytes=[MVP_OPDATA_BYTES[code]])
-    if not on_mvp and code in ("conv_2d", "transpose_conv"):
+    if not on_mvp and (code in ("conv_2d", "transpose_conv")
+                       or code == "depthwise_conv_2d" and _limit_refuses_depthwise(graph, op)):
         ref = reference_kernel_memory(graph, op)
         k.prepare_bytes, k.scratch_bytes = ref.prepare_bytes, ref.scratch_bytes
         return k
@@ -227,6 +232,15 @@ def mvp_kernel_memory(graph: Graph, op: Operator, on_mvp: bool) -> KernelMemory:
     elif on_mvp and code == "transpose_conv":
         k.scratch_bytes.append(2 * graph.tensors[op.outputs[0]].n_elements)   # fp16 accumulators
     return k
+
+
+def _limit_refuses_depthwise(graph: Graph, op: Operator) -> bool:
+    """A hardware-limit check refuses the layer outright (not the vendor simulator's random verdict)."""
+    from simulator import mvp_checks
+    from simulator.mvp_plan import depthwise_paths, layer_params
+    p = layer_params(graph, op)
+    return (mvp_checks.first_failure("depthwise_conv_2d", p) is not None or mvp_checks.first_failure(
+        "depthwise_conv_2d", p, depthwise_paths(p), needs=mvp_checks.NEEDS_PATHS) is not None)
 
 
 # ----------------------------------------------------------------- the host arena

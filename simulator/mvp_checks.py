@@ -17,6 +17,7 @@ call a check themselves.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -140,6 +141,28 @@ def check_conv_output_stride(p) -> Refusal | None:
 
 # ---------------------------------------------------------------- depthwise_conv_2d
 
+def check_depthwise_output_stride(p) -> Refusal | None:
+    """depthwise_conv_2d: one output row (W_out * C_out elements) is at most {stride_max} elements apart from the next (checked before either path is tried)."""
+    if p.w_out * p.c_out > MAX_STRIDE:
+        return _refusal(f"output_stride[3] ({p.w_out * p.c_out}) > {MAX_STRIDE}, {HW_LIMITS}",
+                        f"output row stride W_out*C_out = {p.w_out * p.c_out} elements > {MAX_STRIDE}")
+    return None
+
+
+DW_GENERIC_STRIDE_ASSERTION = "Assertion failed: (unsigned)strides[i] <= ((0xFFF0000UL >> (16+1)))"
+
+
+def check_depthwise_generic_row_stride(p, paths) -> Refusal | None:
+    """depthwise_conv_2d on the generic path (chosen when H_in*W_in > 4*Fh*Fw*C or the multiplier is not 1): the input stride between output rows, stride_h * W_in * C_in elements, is at most {stride_max} (the 12-bit stride field of an MVP array dimension; the kernel asserts it before it folds any dimension)."""
+    stride = p.stride_h * p.w_in * p.c_in
+    if not paths.opt_considered and stride > MAX_STRIDE:
+        # the vendor prints the assertion's source text, limit macro expanded
+        return _refusal(f"{DW_GENERIC_STRIDE_ASSERTION}, {HW_LIMITS}",
+                        f"generic path: input stride between output rows stride_h*W_in*C_in = "
+                        f"{p.stride_h}*{p.w_in}*{p.c_in} = {stride} elements > {MAX_STRIDE}")
+    return None
+
+
 def check_depthwise_path(p, paths) -> Refusal | None:
     """depthwise_conv_2d: the optimized path (dilation 1, multiplier 1, chosen when H_in*W_in <= 4*Fh*Fw*C) or the generic path (1 batch, at least {dw_min_macs} MACs per program) can be programmed."""
     if not paths.opt_feasible and not paths.generic_feasible:
@@ -219,8 +242,8 @@ def check_pool_path(p, paths) -> Refusal | None:
 # ---------------------------------------------------------------- add
 
 def check_add_same_shape(p) -> Refusal | None:
-    """add, mul: both inputs have the same shape (broadcasts run on the CPU reference kernel, without a rejection message)."""
-    if p.input_shape != p.input2_shape:
+    """add, mul: both inputs have the same number of elements (1x1x1xC and C alike: the kernel walks both as flat vectors; broadcasts run on the CPU reference kernel, without a rejection message)."""
+    if math.prod(p.input_shape) != math.prod(p.input2_shape or ()):
         return _refusal(f"broadcast {p.opcode} runs on the CPU")
     return None
 
@@ -232,13 +255,15 @@ ALL_KERNELS = "all MVP kernels"
 CHECKS: dict[str, list[Callable]] = {
     ALL_KERNELS: [check_int8, check_programs_fit],
     "conv_2d": [check_conv_dilation, check_conv_prescale_stride, check_conv_output_stride],
-    "depthwise_conv_2d": [check_depthwise_path, check_depthwise_prepare_alignment],
+    "depthwise_conv_2d": [check_depthwise_output_stride, check_depthwise_generic_row_stride, check_depthwise_path,
+                          check_depthwise_prepare_alignment],
     "fully_connected": [check_fc_weight_zero_point, check_fc_units, check_fc_accum_factorizable,
                         check_fc_large_input_flagged, check_fc_bias_fp16],
     "average_pool_2d, max_pool_2d": [check_pool_path],
     "add, mul": [check_add_same_shape],
 }
 NEEDS = {check_programs_fit: NEEDS_PROGRAMS, check_depthwise_path: NEEDS_PATHS,
+         check_depthwise_generic_row_stride: NEEDS_PATHS,
          check_depthwise_prepare_alignment: NEEDS_PATHS, check_pool_path: NEEDS_PATHS}
 EFFECT = {check_depthwise_prepare_alignment: FLAGS, check_fc_large_input_flagged: FLAGS,
           check_add_same_shape: ROUTES}

@@ -41,6 +41,23 @@ def oracle_profiles() -> list[tuple[Path, str, dict]]:
     return out
 
 
+def known_gaps(directory: Path, metric: str) -> dict[str, str]:
+    """"MODEL-ACCELERATOR" -> why mvpfarm's `metric` misses the oracle's there (a data set's known_gaps.json):
+    kept visible as expected failures rather than hidden by a looser bound."""
+    path = directory / "known_gaps.json"
+    return json.loads(path.read_text()).get(metric, {}) if path.exists() else {}
+
+
+def oracle_cases(metric: str, strict: bool = False) -> list:
+    """oracle_profiles() as pytest params, the known gaps in `metric` marked as expected failures."""
+    out = []
+    for path, acc, res in oracle_profiles():
+        reason = known_gaps(path.parent, metric).get(f"{path.stem}-{acc}")
+        marks = [pytest.mark.xfail(strict=strict, reason=reason)] if reason else []
+        out.append(pytest.param(path, acc, res, marks=marks, id=f"{path.parent.name}/{path.stem}-{acc}"))
+    return out
+
+
 def oracle_ids(cases) -> list[str]:
     return [f"{p.parent.name}/{p.stem}-{acc}" for p, acc, _ in cases]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import known_gaps
 from simulator.emulator import emulate_file
 from simulator.profiler import profile_file
 
@@ -35,41 +36,77 @@ PROFILES = [(r["model"], r["accelerator"], r["result"]) for r in _jsonl("mltk_si
 OUTPUTS = [r for r in _jsonl("mltk_outputs.jsonl") if "results" in r]
 
 
+def _output_elements(path: Path) -> int:
+    from simulator.tflite_reader import read_model_file
+    g = read_model_file(path)
+    return g.tensors[g.outputs[0]].n_elements
+
+
 def test_corpus_is_complete():
-    """At least 40 models; each one on disk as built, with oracle numbers for both builds, or kept apart with the
-    reason the oracle cannot take it."""
-    built = {m.name for m in make_corpus2.MODELS if not m.oracle_crash}
-    on_disk = {p.stem for p in CORPUS.glob("*.tflite")}
-    assert len(built) >= 40 and on_disk == built
+    """At least 40 models, each on disk as built, with the oracle's numbers and outputs for both builds except the
+    runs the builder lists as crashing the oracle, which are recorded as crashes."""
+    built = {m.name for m in make_corpus2.MODELS}
+    assert len(built) >= 40 and {p.stem for p in CORPUS.glob("*.tflite")} == built
     manifest = json.loads((CORPUS / "manifest.json").read_text())
-    for p in CORPUS.glob("**/*.tflite"):
-        assert manifest["files"][str(p.relative_to(CORPUS))] == hashlib.sha256(p.read_bytes()).hexdigest()
-    profiled = {(m, a) for m, a, _ in PROFILES}
-    assert profiled == {(n, a) for n in built for a in ("mvp", "none")}
-    ran = {(r["model"].removesuffix(".tflite"), r["accelerator"]) for r in OUTPUTS}
-    assert ran == {(n, a) for n in built for a in ("mvp", "none")}
-    for m in make_corpus2.MODELS:
-        assert (CORPUS / make_corpus2.CRASHES_SUBDIR / f"{m.name}.tflite").exists() == bool(m.oracle_crash)
+    assert set(manifest["files"]) == {f"{n}.tflite" for n in built}
+    for p in CORPUS.glob("*.tflite"):
+        assert manifest["files"][p.name] == hashlib.sha256(p.read_bytes()).hexdigest()
+    crashes = {(m.name, a) for m in make_corpus2.MODELS for a in m.oracle_crashes}
+    want = {(n, a) for n in built for a in ("mvp", "none")} - crashes
+    assert {(m, a) for m, a, _ in PROFILES} == want
+    small = {p.stem for p in CORPUS.glob("*.tflite") if _output_elements(p) <= make_corpus2.OUTPUT_FIXTURE_MAX_ELEMENTS}
+    assert {(r["model"].removesuffix(".tflite"), r["accelerator"]) for r in OUTPUTS} == {
+        (n, a) for n, a in want if n in small}
+    crashed = {(r["model"], r["accelerator"]) for r in _jsonl("mltk_sim.jsonl") if "error" in r["result"]}
+    assert crashed == crashes
 
 
-@pytest.mark.parametrize("model,acc,oracle", PROFILES, ids=[f"{m}-{a}" for m, a, _ in PROFILES])
-def test_profile_equals_the_oracle(model, acc, oracle):
-    record = profile_file(CORPUS / f"{model}.tflite", accelerator=acc, timing="vendor-sim")
+def _cases(metric: str = "") -> list:
+    gaps = known_gaps(CORPUS, metric) if metric else {}
+    return [pytest.param(m, a, o, id=f"{m}-{a}",
+                         marks=[pytest.mark.xfail(strict=True, reason=gaps[f"{m}-{a}"])] if f"{m}-{a}" in gaps else [])
+            for m, a, o in PROFILES]
+
+
+def _profile(model: str, acc: str, oracle: dict):
+    if any("Failed to prepare" in (L.get("error_msg") or "") for L in oracle["layers"]):
+        pytest.skip("the vendor simulator failed to prepare this model: its numbers are not a load size")
+    return profile_file(CORPUS / f"{model}.tflite", accelerator=acc, timing="vendor-sim")
+
+
+@pytest.mark.parametrize("model,acc,oracle", _cases())
+def test_counts_and_support_equal_the_oracle(model, acc, oracle):
+    record = _profile(model, acc, oracle)
     s, want = record.summary, oracle["summary"]
     assert (s.flash_bytes, s.ops, s.macs, s.n_layers) == (want["tflite_size"], want["ops"], want["macs"],
                                                           want["n_layers"])
-    ram = want["runtime_memory_size"]
-    assert s.ram_bytes >= ram - RAM_SEARCH_STEP_BYTES, (s.ram_bytes, ram)
-    assert abs(s.ram_bytes - ram) <= max(RAM_SEARCH_STEP_BYTES, 0.005 * ram), (s.ram_bytes, ram)
     if acc == "mvp":
+        # per layer: on the MVP exactly where the oracle counts accelerator cycles
+        assert [L.accelerator_cycles > 0 for L in record.layers] == [
+            L.get("accelerator_cycles", 0) > 0 for L in oracle["layers"]]
         cycles = want.get("accelerator_cycles") or 0
         assert abs(s.accelerator_cycles - cycles) <= 0.005 * cycles, (s.accelerator_cycles, cycles)
-        # per layer: on the MVP exactly where the oracle counts accelerator cycles
-        on_mvp = [L.accelerator_cycles > 0 for L in record.layers]
-        assert on_mvp == [L.get("accelerator_cycles", 0) > 0 for L in oracle["layers"]]
 
 
-@pytest.mark.parametrize("record", OUTPUTS, ids=[f"{r['model']}-{r['accelerator']}" for r in OUTPUTS])
+@pytest.mark.parametrize("model,acc,oracle", _cases("ram"))
+def test_ram_within_half_a_percent_and_never_below(model, acc, oracle):
+    got, ram = _profile(model, acc, oracle).summary.ram_bytes, oracle["summary"]["runtime_memory_size"]
+    assert got >= ram - RAM_SEARCH_STEP_BYTES, (got, ram)
+    assert abs(got - ram) <= max(RAM_SEARCH_STEP_BYTES, 0.005 * ram), (got, ram)
+
+
+def _output_cases() -> list:
+    gaps = known_gaps(CORPUS, "outputs")
+    out = []
+    for r in OUTPUTS:
+        key = f"{r['model'].removesuffix('.tflite')}-{r['accelerator']}"
+        marks = [pytest.mark.xfail(strict=True, reason=gaps[key])] if key in gaps else []
+        out.append(pytest.param(r, id=key, marks=marks))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("record", _output_cases())
 def test_emulated_outputs_match_the_oracle(record):
     mine = emulate_file(CORPUS / record["model"], record["accelerator"], record["seed"], len(record["results"]))
     same = total = 0

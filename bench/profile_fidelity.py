@@ -25,13 +25,16 @@ def pct(got: float, want: float) -> float:
 
 
 def main() -> int:
-    rows = []
+    rows, skipped = [], []
     for jsonl in sorted((ROOT / "tests" / "data").glob("*/mltk_sim.jsonl")):
         for line in jsonl.read_text().splitlines():
             rec = json.loads(line)
             res = rec.get("result", {})
             if "summary" not in res:
                 continue
+            if any("Failed to prepare" in (L.get("error_msg") or "") for L in res["layers"]):
+                skipped.append(f"{jsonl.parent.name}/{rec['model']}-{rec['accelerator']}")
+                continue        # the oracle did not load it: its numbers are not a load size
             path = jsonl.parent / f"{rec['model']}.tflite"
             acc = rec["accelerator"]
             prof = profile_file(path, accelerator=acc, timing="vendor-sim")
@@ -57,6 +60,13 @@ def main() -> int:
     for name, acc, ram, cyc, mape, agree in rows:
         print(f"| {name} | {acc} | {ram:+.2f}% | {agree or '-'} | "
               f"{'-' if cyc is None else f'{cyc:+.2f}%'} | {'-' if mape is None else f'{mape:.2f}%'} |")
+    for data_set in sorted({r[0].split("/")[0] for r in rows}):
+        sub = [r for r in rows if r[0].startswith(data_set + "/")]
+        ram = [r[2] for r in sub]
+        cyc = [abs(r[3]) for r in sub if r[3] is not None]
+        print(f"\n{data_set}: {len(sub)} profiles: RAM error min {min(ram):+.2f}% max {max(ram):+.2f}%; "
+              f"accelerator cycles |error| per model max {max(cyc):.3f}%", end="")
+    print(f"\nnot compared (the oracle failed to prepare them): {', '.join(skipped) or 'none'}")
     rams = [abs(r[2]) for r in rows]
     cycs = [abs(r[3]) for r in rows if r[3] is not None]
     mapes = [r[4] for r in rows if r[4] is not None]

@@ -247,7 +247,7 @@ def register(subparsers) -> None:
     em.add_argument("--fault", action="append", default=[], metavar="[I=]KIND[:VALUE]",
                     help="inject a fault into board I (default: every board): hang[:N] (stops answering "
                          "at PROFILE N), unplug[:N] (the pty closes at PROFILE N), reboot[:P], garbage[:P], "
-                         "drop[:P], crc[:P] (probabilities), slow[:SECONDS]; with --vendor also nodone, "
+                         "drop[:P], crc[:P] (probabilities), slow[:SECONDS], babble (random bytes, no answer); with --vendor also nodone, "
                          "truncate[:N] (logs from N on stop half-way), unsupported[:LAYER], flashfail (Commander "
                          "fails on every write). Repeatable.")
     em.add_argument("--seed", type=int, default=0, help="seed of noise and faults (default 0)")

@@ -2,7 +2,7 @@
 ("[INDEX=]KIND[:VALUE]"), parsed into one `Faults` per board.
 
 Both firmwares take the link faults (hang, unplug, reboot, garbage, dropped bytes, flipped bits,
-slow replies). Boards running the vendor's model-profiler firmware take four more: a log that
+slow replies, babble: random bytes and no answer). Boards running the vendor's model-profiler firmware take four more: a log that
 never prints "done", a log cut off half-way, a layer the firmware reports "not supported", and a
 debugger (Simplicity Commander) that fails on every flash write.
 """
@@ -22,6 +22,7 @@ class Faults:
     drop: float = 0.0               # probability that a reply (a log) loses one byte
     crc: float = 0.0                # probability that a reply (a log) has one bit flipped
     slow_s: float = 0.0             # delay before every reply (before the log)
+    babble: bool = False            # streams random bytes and never answers (a crashed firmware, a wrong baud rate)
     # vendor firmware only
     nodone: bool = False            # the log never prints "done"
     truncate: int | None = None     # from log number `truncate` on, the log stops half-way (then silence)
@@ -29,7 +30,7 @@ class Faults:
     flashfail: bool = False         # Simplicity Commander fails on every flash write to this board
 
     DEFAULTS = {"hang": 0, "unplug": 0, "reboot": 0.5, "garbage": 0.3, "drop": 0.1, "crc": 0.1,
-                "slow": 0.2, "nodone": 1, "truncate": 0, "unsupported": 0, "flashfail": 1}
+                "slow": 0.2, "babble": 1, "nodone": 1, "truncate": 0, "unsupported": 0, "flashfail": 1}
     VENDOR_ONLY = ("nodone", "truncate", "unsupported", "flashfail")
 
     @classmethod
@@ -48,7 +49,7 @@ class Faults:
                 if v < 0 or v != int(v):
                     raise ValueError(f"fault {spec!r}: {value!r} is not a count from 0")
                 setattr(f, kind, int(v))
-            elif kind in ("nodone", "flashfail"):
+            elif kind in ("nodone", "flashfail", "babble"):
                 setattr(f, kind, bool(v))
             elif kind == "slow":
                 f.slow_s = v

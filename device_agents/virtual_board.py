@@ -214,7 +214,9 @@ class VirtualBoard:
             if self.mode == "protocol":
                 self._write(P.to_frame(P.Boot(P.BootCause.POWER_ON), P.BOOT_SEQ).encode())
             while not self._stop.is_set():
-                if self.mode == "vendor":
+                if self.faults.babble:
+                    self._babble()
+                elif self.mode == "vendor":
                     self._vendor_step()
                 elif self.jlink.resets() != self._resets_seen:   # a reset through the debugger
                     self._resets_seen = self.jlink.resets()
@@ -234,7 +236,7 @@ class VirtualBoard:
                     # EIO: nobody has the slave open right now; keep serving
                     self._sleep(0.02)
                     continue
-                if self.mode == "vendor" or self._hung:
+                if self.mode == "vendor" or self._hung or self.faults.babble:
                     continue                      # a hung board reads nothing, answers nothing
                 for frame in decoder.feed(data):
                     try:
@@ -289,6 +291,18 @@ class VirtualBoard:
         self._sleep(run_s * self.firmware.time_scale)
         self._write_log(after)
         self.stats.profiles_completed += 1
+
+    def _babble(self) -> None:
+        """A burst of random bytes, when the pty can take it (never blocking the serving thread)."""
+        with self._lock:
+            fd = self._master
+        if fd < 0 or not select.select([], [fd], [], 0)[1]:
+            return
+        junk = bytes(self._fault_rng.randrange(256) for _ in range(64))
+        try:
+            self.stats.garbage_bytes_sent += os.write(fd, junk)
+        except OSError:
+            pass
 
     def _write_log(self, text: str) -> None:
         """Prints log text, through the link's faults (and `tamper`, for tests)."""

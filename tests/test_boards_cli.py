@@ -35,10 +35,13 @@ def test_boards_check_names_the_firmware_the_kit_and_measures_end_to_end(command
     assert "measured the built-in check model (1 layer(s), 73,728 MACs) end to end" in out
 
 
-@pytest.mark.parametrize("mode, says", [("protocol", "end-to-end check failed: "),
-                                        ("vendor", "firmware unknown: no protocol reply to HELLO")])
-def test_boards_check_fails_on_a_hanging_board_with_one_line(commander_exe, mode, says):
-    with VirtualBoard(mode=mode, seed=2, faults=Faults.parse(["hang"])) as vb:
+@pytest.mark.parametrize("mode, fault, says", [
+    ("protocol", "hang", "end-to-end check failed: "),
+    ("vendor", "hang", "firmware unknown: no protocol reply to HELLO"),
+    ("protocol", "babble", "firmware unknown: no protocol reply to HELLO"),
+])
+def test_boards_check_fails_on_a_hanging_or_babbling_board_with_one_line(commander_exe, mode, fault, says):
+    with VirtualBoard(mode=mode, seed=2, faults=Faults.parse([fault])) as vb:
         p = _cli("boards", "check", vb.port, "--commander", str(commander_exe), "--timeout-s", "0.5",
                  "--profile-timeout-s", "1")
     assert p.returncode == 2
@@ -46,6 +49,8 @@ def test_boards_check_fails_on_a_hanging_board_with_one_line(commander_exe, mode
     assert len(lines) == 1 and lines[0].startswith("mvpfarm: error: ") and says in lines[0], p.stderr
     if mode == "vendor":
         assert "after a reset through Commander: nothing in 1 s" in lines[0]
+    if fault == "babble":
+        assert "bytes, not its log: b'" in lines[0]
 
 
 def test_profile_on_a_vendor_board_gives_the_simulators_layers(commander_exe, profiler_image):

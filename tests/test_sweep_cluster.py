@@ -193,8 +193,11 @@ def _driver(sweep: Path, results: Path, address: str) -> subprocess.Popen:
 def _wait_rows(proc: subprocess.Popen, results: Path, n: int) -> None:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if (results / "mvpfarm.sqlite").exists() and len(rows(results)) >= n:
-            return
+        try:
+            if (results / "mvpfarm.sqlite").exists() and len(rows(results)) >= n:
+                return
+        except sqlite3.OperationalError:
+            pass      # the driver has created the file but not yet its tables
         time.sleep(0.05)
     raise AssertionError(f"driver ended (rc={proc.poll()}) before {n} rows: {proc.stderr.read() if proc.stderr else ''}")
 

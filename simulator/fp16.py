@@ -22,6 +22,7 @@ from simulator.hardware import MVP
 F16_MAX = MVP.fp16_max
 F16_MIN_NORMAL = 2.0 ** -14
 F16_SUBNORMAL_STEP = 2.0 ** -24
+_F64_EXPONENT_MASK = (1 << 11) - 1      # float64's 11-bit biased exponent field
 
 
 @intrinsic
@@ -57,7 +58,7 @@ def round_f16(x):
     but the overflow test, so the batch loops that call it stay fast. NaN, infinities and
     signed zeros pass through unchanged."""
     x = np.float64(x)
-    e = (_f64_bits(x) >> 52) & 0x7FF
+    e = (_f64_bits(x) >> 52) & _F64_EXPONENT_MASK
     if e < 1009:
         e = 1009
     r = np.rint(x * _bits_f64((2056 - e) << 52)) * _bits_f64((e - 10) << 52)

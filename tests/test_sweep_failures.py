@@ -57,7 +57,7 @@ def test_a_sweep_where_everything_failed_writes_its_report_and_exits_1(tmp_path)
     assert len(mine) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1] == mine[0]          # the last word, on its own line
     assert mine[0].startswith("mvpfarm: sweep too-big-") and "all 3 measurements failed or did not apply" in mine[0]
-    assert "(base: too large for the board: RAM 1006608 B > 262144 B" in mine[0], mine[0]
+    assert "(base: too large for the board: RAM 1008012 B > 262144 B" in mine[0], mine[0]
     [run] = api.runs(results)
     assert (run["n_measured"], run["n_failed"], run.get("n_not_applicable", 0), run["status"]) == (0, 2, 1, "finished")
     report = (results / run["run_id"] / "report.md").read_text()

@@ -171,7 +171,7 @@ def test_killing_a_worker_loses_nothing(cluster, tmp_path):
     while t.is_alive() and time.monotonic() < deadline and killed is None:
         pids = _processes("build_task")
         # the first row (the tip that does not apply) lands before any build ends: the sweep is under way
-        if pids and (results / "mvpfarm.sqlite").exists() and len(rows(results)) >= 1:
+        if pids and _rows_so_far(results) >= 1:
             killed = pids[0]
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.05)
@@ -190,14 +190,18 @@ def _driver(sweep: Path, results: Path, address: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
 
 
+def _rows_so_far(results: Path) -> int:
+    try:
+        return len(rows(results)) if (results / "mvpfarm.sqlite").exists() else 0
+    except sqlite3.OperationalError:
+        return 0      # the driver has created the file but not yet its tables
+
+
 def _wait_rows(proc: subprocess.Popen, results: Path, n: int) -> None:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if (results / "mvpfarm.sqlite").exists() and len(rows(results)) >= n:
-                return
-        except sqlite3.OperationalError:
-            pass      # the driver has created the file but not yet its tables
+        if _rows_so_far(results) >= n:
+            return
         time.sleep(0.05)
     raise AssertionError(f"driver ended (rc={proc.poll()}) before {n} rows: {proc.stderr.read() if proc.stderr else ''}")
 

@@ -71,7 +71,7 @@ def write(db: ResultsDB, run_id: str, out_dir: str | Path, objective: str = "lat
     # (title, markdown, html, [(alt, png path)]) in page order
     sections: list[tuple[str, str, str, list]] = []
     lead = f"{outcome_line(df)} on {len(targets)} target(s): " + ", ".join(target_name(t) for t in targets) + "."
-    best = _best_lines(rk, objective) if rk is not None else [f"No ranking: {rank_error}"]
+    best = _best_lines(rk, rk.objective_label) if rk is not None else [f"No ranking: {rank_error}"]
     sections.append(("Outcome", "\n".join([lead, ""] + [f"- {b}" for b in best]),
                      f"<p>{html.escape(lead)}</p><ul>" + "".join(f"<li>{html.escape(b)}</li>" for b in best)
                      + "</ul>", []))

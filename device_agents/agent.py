@@ -162,6 +162,13 @@ class AgentBase:
                            jobs_measured=self.jobs_measured, faults=list(self.faults), node_id=node_id,
                            firmware_kind=self.firmware_kind, **self._identity())
 
+    def _measured(self, job_id: str, record: ProfileRecord) -> JobOutcome:
+        """A job that measured: the fault streak ends and the board is free again."""
+        self.consecutive_faults = 0
+        self.jobs_measured += 1
+        self.state = IDLE
+        return self._outcome(job_id, MEASURED, record=record)
+
     def _outcome(self, job_id: str, status: str, record: ProfileRecord | None = None,
                  reason: str | None = None) -> JobOutcome:
         st = self.status()
@@ -299,10 +306,7 @@ class BoardAgent(AgentBase):
                     if self.state == QUARANTINED:
                         break
                     continue
-                self.consecutive_faults = 0
-                self.jobs_measured += 1
-                self.state = IDLE
-                return self._outcome(job_id, MEASURED, record=record)
+                return self._measured(job_id, record)
         except PortGone as e:
             self._quarantine(f"port gone (unplugged?): {e}")
             return self._outcome(job_id, RETRY_ELSEWHERE, reason=self.reason)

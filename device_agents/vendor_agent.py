@@ -22,7 +22,7 @@ import hashlib
 import serial
 
 from device_agents import vendor_log
-from device_agents.agent import (BUSY, FAILED, IDLE, MEASURED, QUARANTINED, RETRY_ELSEWHERE, VENDOR_FIRMWARE,
+from device_agents.agent import (BUSY, FAILED, IDLE, QUARANTINED, RETRY_ELSEWHERE, VENDOR_FIRMWARE,
                                  AgentBase, AgentConfig, JobOutcome)
 from device_agents.board_kinds import BOARD_KINDS, BoardKind, kind_of_part
 from device_agents.commander import (Commander, CommanderError, CommanderMissing, DeviceInfo, FirmwareImage,
@@ -133,10 +133,7 @@ class VendorAgent(AgentBase):
                 if self.state == QUARANTINED:
                     break
                 continue
-            self.consecutive_faults = 0
-            self.jobs_measured += 1
-            self.state = IDLE
-            return self._outcome(job_id, MEASURED, record=record)
+            return self._measured(job_id, record)
         if self.state != QUARANTINED:
             self.state = IDLE
         return self._outcome(job_id, RETRY_ELSEWHERE, reason=last_fault)

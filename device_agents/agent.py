@@ -169,6 +169,16 @@ class AgentBase:
         self.state = IDLE
         return self._outcome(job_id, MEASURED, record=record)
 
+    def _admit(self, job_id: str, tflite_bytes: bytes, name: str) -> tuple[ProfileRecord | None, JobOutcome | None]:
+        """Before a job touches the board: the simulator's profile of the model (its RAM decides whether
+        the board can hold it), or the outcome that ends the job (a quarantined board, a broken model)."""
+        if self.state == QUARANTINED:
+            return None, self._outcome(job_id, RETRY_ELSEWHERE, reason=f"board quarantined: {self.reason}")
+        try:
+            return profile_model(tflite_bytes, accelerator="mvp", name=name), None
+        except ModelError as e:
+            return None, self._outcome(job_id, FAILED, reason=f"not a usable model: {e}")
+
     def _outcome(self, job_id: str, status: str, record: ProfileRecord | None = None,
                  reason: str | None = None) -> JobOutcome:
         st = self.status()
@@ -275,12 +285,9 @@ class BoardAgent(AgentBase):
         warmup = self.config.warmup if warmup is None else warmup
         repeats = self.config.repeats if repeats is None else repeats
         board_id = self.info.board_id if self.info else self.port
-        if self.state == QUARANTINED:
-            return self._outcome(job_id, RETRY_ELSEWHERE, reason=f"board quarantined: {self.reason}")
-        try:
-            reference = profile_model(tflite_bytes, accelerator="mvp", name=name)
-        except ModelError as e:
-            return self._outcome(job_id, FAILED, reason=f"not a usable model: {e}")
+        reference, ended = self._admit(job_id, tflite_bytes, name)
+        if ended:
+            return ended
         problem = fit_problem(len(tflite_bytes), reference.summary.ram_bytes, self.info)
         if problem:
             return self._outcome(job_id, FAILED, reason=f"refused before upload: {problem}")

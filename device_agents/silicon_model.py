@@ -17,7 +17,6 @@ simulator records (and calibration) see a real gap, as they would with hardware:
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.profiler import DEFAULT_TIMING, profile_model
-from simulator.record import ProfileRecord
+from simulator.record import ProfileRecord, read_json
 
 # shipped with the package (a copy of the zoo's published reports: tests check it is the same)
 DEFAULT_REPORTS = Path(__file__).resolve().parent / "data" / "device_reports.json"
@@ -71,7 +70,7 @@ class SiliconModel:
         self.params = params
         self.reports: dict[str, dict] = {}
         if reports_path is not None and Path(reports_path).is_file():
-            self.reports = json.loads(Path(reports_path).read_text())
+            self.reports = read_json(reports_path)
 
     def profile(self, tflite_bytes: bytes, name: str) -> ProfileRecord:
         """The simulator's profile that `truth` scales: at `params.timing` when one is set."""

@@ -28,8 +28,6 @@ from device_agents.board_kinds import BOARD_KINDS, BoardKind, kind_of_part
 from device_agents.commander import (Commander, CommanderError, CommanderMissing, DeviceInfo, FirmwareImage,
                                      NoDevice, find_commander, flash_problem, model_address, model_region)
 from device_agents.discovery import jlink_serial
-from simulator.errors import ModelError
-from simulator.profiler import profile_model
 from simulator.record import ProfileRecord
 
 
@@ -102,12 +100,9 @@ class VendorAgent(AgentBase):
                 repeats: int | None = None) -> JobOutcome:
         """Measures one model. The vendor's firmware runs one inference on a zeroed input, so
         `warmup` and `repeats` do not apply (accepted for the pool's sake)."""
-        if self.state == QUARANTINED:
-            return self._outcome(job_id, RETRY_ELSEWHERE, reason=f"board quarantined: {self.reason}")
-        try:
-            reference = profile_model(tflite_bytes, accelerator="mvp", name=name)
-        except ModelError as e:
-            return self._outcome(job_id, FAILED, reason=f"not a usable model: {e}")
+        reference, ended = self._admit(job_id, tflite_bytes, name)
+        if ended:
+            return ended
         problem = flash_problem(self.device, self.image, len(tflite_bytes))
         arena, _ = self._limits()
         if problem is None and arena and reference.summary.ram_bytes > arena:

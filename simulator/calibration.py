@@ -36,7 +36,6 @@ from simulator import cpu_model
 from simulator.errors import ModelError
 from simulator.graph import Graph
 from simulator.mvp_plan import LayerPlan, plan_layer
-from simulator.record import ProfileRecord
 from simulator.timing import (MODELS_DIR, POOLED_MVP_KEY, SCHEMA_VERSION, TimingModel, load_timing_model,
                               user_models_dir)
 from simulator.tflite_reader import read_model_file

@@ -34,11 +34,11 @@ from simulator.constant_folding import NP_DTYPES as _NP, fold_constant
 from simulator.emulation_step import Step
 from simulator.errors import ModelError
 from simulator.graph import Graph, Tensor
+from simulator.hardware import ACCELERATORS
 from simulator.reference_ops import OPERATORS, reference_step
 from simulator.tflite_reader import read_model, read_model_file
 from simulator.timing import DEFAULT_TIMING  # one default for profile and emulate
 
-ACCELERATORS = ("none", "mvp")
 BATCH_SIZE = 256   # samples per emulate_batch chunk: bounds the memory of the widest layer
 
 
@@ -168,7 +168,7 @@ def compile_model(graph: Graph, accelerator: str = "none") -> CompiledModel:
     mvp_planner = None
     if accelerator == "mvp":
         from simulator import mvp_exec
-        mvp_planner = mvp_exec.plan_layer
+        mvp_planner = mvp_exec.compile_step
     steps = []
     for op in graph.operators:
         if fold_constant(graph, op, constants):

@@ -1,6 +1,6 @@
 """Executes MVP programs (`mvp_program.Program`) on data: the MVP half of the emulator.
 
-`plan_layer(graph, op)` asks the MVP program model (`mvp_plan.plan_layer`) what a layer
+`compile_step(graph, op)` asks the MVP program model (`mvp_plan.plan_layer`) what a layer
 compiles to; when the layer runs on the MVP it returns an emulator `Step` that executes the
 layer's program launches, in order, with the interpreter below. Layers the MVP does not run
 return None and fall back to the reference kernels.
@@ -477,7 +477,7 @@ def compile_layer(graph: Graph, op: Operator, plan) -> MvpLayer:
                     op.outputs[0], tuple(out_t.shape), tuple(plan.cpu_work), column_args)
 
 
-def plan_layer(graph: Graph, op: Operator):
+def compile_step(graph: Graph, op: Operator):
     """An emulator Step running the layer's MVP programs, or None for a layer the MVP does not
     run (it falls back to the reference kernels)."""
     from simulator import mvp_plan

@@ -4,7 +4,7 @@ measured tonight and judged against a baseline.
 Every night makes new runs in the result table (the sweep runs are named ENTRY.nightly-STAMP), a
 snapshot of every metric (baseline.py), the judgement against the baseline, and under
 RESULTS/nightly/NIGHT/ the reports of `orchestrator.nightly_report`: report.md, report.html,
-junit.xml and trend_METRIC.png. Exit status: 0 nothing regressed (or --update-baseline accepted
+junit.xml and trend_FAMILY.png. Exit status: 0 nothing regressed (or --update-baseline accepted
 the numbers), 1 something regressed (each regressed metric named on its own line), 2 the suite,
 the baseline or the result file is unusable (one line; nothing is run or written).
 """

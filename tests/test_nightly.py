@@ -121,7 +121,7 @@ def test_regressions_are_named_exactly_and_noise_does_not_fail(tmp_path):
     failures = {c.get("name"): c.find("failure") for c in junit.iter("testcase") if c.find("failure") is not None}
     assert set(failures) == {"anomaly_detection/simulator/mvp/board", "autoencoder_example/board/brd2601b"}
     assert "layers[3].ram_bytes" in failures["anomaly_detection/simulator/mvp/board"].get("message")
-    assert list(bad.out_dir.glob("trend_cpu_cycles.png"))
+    assert list(bad.out_dir.glob("trend_time.png"))
 
     # a regressed night is not a baseline: tomorrow is judged against the last passing night
     with bl.History(results) as h:
@@ -263,3 +263,66 @@ def test_corrupt_baseline_snapshot_is_one_line(tmp_path, capsys):
     _one_line_error(capsys, "corrupt nightly snapshot", "t-20250101T000000Z")
     assert len(ResultsDB(results).runs()) == runs_before
     assert {p for p in (results / "nightly").iterdir()} == before
+
+
+def _trend_nights() -> tuple[list[bl.Night], list[str]]:
+    """Four nights of 22 series: real simulator profiles of the zoo (8 models on two targets, 6 on a
+    third); on the last two nights one series' arena grows 2% and another's latency 3%."""
+    from simulator.profiler import profile_model
+    targets = [("mvp", "board"), ("none", "board"), ("mvp", "vendor-sim")]
+    models = sorted(p.stem for p in ZOO.glob("*.tflite"))
+    snapshot, series = {}, []
+    for k, (acc, timing) in enumerate(targets):
+        for m in models[:6] if k == 2 else models:
+            s = f"zoo/{m}/simulator/{acc}/{timing}"
+            series.append(s)
+            rec = profile_model((ZOO / f"{m}.tflite").read_bytes(), accelerator=acc, timing=timing, name=m)
+            for path, v in bl.record_metrics(rec).items():
+                snapshot[f"{s}:{path}"] = bl.Metric(v, bl.DETERMINISTIC, "simulator")
+    nights = []
+    for i in range(4):
+        snap = dict(snapshot)
+        if i >= 2:
+            k = f"{series[0]}:ram_bytes"
+            snap[k] = bl.Metric(snap[k].value * 1.02, bl.DETERMINISTIC, "simulator")
+            k = f"{series[-1]}:latency_s"
+            snap[k] = bl.Metric(snap[k].value * 1.03, bl.DETERMINISTIC, "simulator")
+        nights.append(bl.Night(f"t-2025010{i + 1}T030000Z", "t", "passed", None, {}, "", snap))
+    return nights, series
+
+
+def test_trends_are_small_multiples_per_metric_family(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.colors import to_hex
+    from orchestrator.nightly_report import FAMILIES, _series_title, plot_trends, trend_changes, trend_figure
+    nights, series = _trend_nights()
+    assert len(series) == 22
+    paths = plot_trends(nights, tmp_path)
+    assert [p.name for p in paths] == ["trend_memory.png", "trend_time.png", "trend_counts.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+    changes = trend_changes(nights)
+    labels = [n.nightly_id for n in nights]
+    for family, metrics in FAMILIES[:3]:
+        fig = trend_figure(family, changes[family], labels)
+        panels = [ax for ax in fig.axes if ax.get_visible()]
+        # a panel per series, every series once, titled by its model and target name
+        assert sorted(ax.get_title() for ax in panels) == sorted(_series_title(s) for s in series)
+        # shared axes: one y range for the family
+        assert len({ax.get_ylim() for ax in panels}) == 1
+        # one legend, an entry per metric of the family, no colour twice, the same colour in every panel
+        (legend,) = fig.legends
+        entries = {t.get_text(): to_hex(h.get_color()) for t, h in zip(legend.get_texts(), legend.legend_handles)}
+        assert list(entries) == list(metrics)
+        assert len(set(entries.values())) == len(entries)
+        for ax in panels:
+            assert {ln.get_label(): to_hex(ln.get_color()) for ln in ax.get_lines() if ln.get_label() in entries} \
+                == entries
+        # only the series that moved have a red title; the change drawn is the one made
+        red = {ax.get_title() for ax in panels if ax.title.get_color() != "black"}
+        moved = {"memory": {_series_title(series[0])}, "time": {_series_title(series[-1])}, "counts": set()}
+        assert red == moved[family]
+        matplotlib.pyplot.close(fig)
+    assert changes["memory"][series[0]]["ram_bytes"][-1][1] == pytest.approx(2.0)
+    assert changes["time"][series[-1]]["latency_s"][-1][1] == pytest.approx(3.0)
+    assert changes["memory"][series[0]]["flash_bytes"][-1][1] == 0.0

@@ -42,7 +42,7 @@ def test_real_suite_accepted_then_passes(tmp_path):
     assert "keyword_spotting/board/brd2601b" in names and "image_example1/simulator/none/board" in names
     assert not any(c.find("failure") is not None for c in cases)
     assert (tmp_path / "ci" / "junit.xml").is_file()
-    for metric in ("ram_bytes", "latency_s", "cpu_cycles", "flash_bytes"):
-        assert (night / f"trend_{metric}.png").read_bytes()[:4] == b"\x89PNG"
+    for family in ("memory", "time", "counts"):
+        assert (night / f"trend_{family}.png").read_bytes()[:4] == b"\x89PNG"
     report = (night / "report.md").read_text()
     assert "## Regressed\n\n(none)" in report and "noise" in report

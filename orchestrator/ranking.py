@@ -226,9 +226,10 @@ def _rank_target(rows: list[dict], target: str, weights: dict, out: Ranking, mul
                  if k in _METRICS and e[f"{k}_change_pct"] is not None]
         total_w = sum(w for w, _ in parts)
         e["objective_change_pct"] = sum(w * c for w, c in parts) / total_w if total_w else None
-        if r["status"] != "failed" and e["mvp_layers_change"] < 0:
-            out.notes.append(f"{r['variant']}{where} pushes {-e['mvp_layers_change']} layer(s) off the MVP "
-                             "(they fall back to the CPU)")
+        if r["status"] != "failed":
+            note = _mvp_note(r, base, e["mvp_layers_change"])
+            if note:
+                out.notes.append(f"{r['variant']}{where} {note}")
         if r["status"] == "failed":
             out.notes.append(f"{r['variant']}{where}: {r['error']}; not ranked")
             out.failed.append(r)
@@ -266,6 +267,27 @@ def _rank_target(rows: list[dict], target: str, weights: dict, out: Ranking, mul
         e["rank"] = prev_rank if key == prev else i
         prev, prev_rank = key, e["rank"]
     out.entries.extend(entries)
+
+
+def _mvp_note(r: dict, base: dict, mvp_change: int) -> str | None:
+    """What a change in the MVP layer count means. A layer falls back to the CPU when the MVP's
+    limits refuse it (`n_unsupported`, the layers with a reason); fewer MVP layers without that is
+    a smaller graph (an unrolled GRU over fewer time steps), which the table's count alone would
+    make look like a loss of acceleration."""
+    if r.get("n_unsupported") is None or base.get("n_unsupported") is None:
+        return (f"has {-mvp_change} fewer layer(s) on the MVP" if mvp_change < 0 else None)
+    fallback = int(r["n_unsupported"]) - int(base["n_unsupported"])
+    if fallback > 0:
+        return (f"pushes {fallback} more layer(s) off the MVP: the MVP's limits refuse them and they "
+                "fall back to the CPU")
+    if fallback < 0:
+        return f"brings {-fallback} layer(s) onto the MVP that the base runs on the CPU (its limits refused them)"
+    if mvp_change < 0:
+        fewer = (f": the model has {int(base['n_layers']) - int(r['n_layers'])} fewer layers"
+                 if r.get("n_layers") is not None and base.get("n_layers") is not None
+                 and int(r["n_layers"]) < int(base["n_layers"]) else "")
+        return f"has {-mvp_change} fewer layer(s) on the MVP{fewer}; none falls back to the CPU"
+    return None
 
 
 def _num(x):

@@ -44,10 +44,23 @@ def test_latency_ranking_values_and_order():
     assert {e["variant"]: e["pareto"] for e in out} == {"input_size=0.5": True, "filters=0.5": True,
                                                         "pooling=max": False, "input_dtype=float32": False}
     notes = "\n".join(rk.notes)
-    assert "input_size=0.5 pushes 2 layer(s) off the MVP" in notes
+    assert "input_size=0.5 pushes 2 more layer(s) off the MVP: the MVP's limits refuse them" in notes
     assert "strides=2: too large for the board" in notes and "not ranked" in notes
     assert "dense_units=0.5: not applicable" in notes
     assert "rank" in rk.to_table() and "Notes:" in rk.to_table()
+
+
+def test_mvp_notes_tell_a_fallback_from_a_smaller_graph():
+    """Fewer layers on the MVP is a loss only when layers fall back to the CPU; an unrolled GRU over
+    fewer time steps has fewer layers everywhere, and a layer the base's MVP refused may fit now."""
+    base = dict(r("base", 0.010, 30_000, 36_000, unsupported=3, on_mvp=68), n_layers=135)
+    rows = [base, dict(r("input_size=0.5", 0.004, 15_000, 20_000, unsupported=3, on_mvp=32), n_layers=64),
+            dict(r("kernel_size=1", 0.008, 30_000, 35_000, unsupported=4, on_mvp=67), n_layers=135),
+            dict(r("filters=0.5", 0.006, 20_000, 20_000, unsupported=1, on_mvp=70), n_layers=135)]
+    assert rank(rows).notes == [
+        "input_size=0.5 has 36 fewer layer(s) on the MVP: the model has 71 fewer layers; none falls back to the CPU",
+        "kernel_size=1 pushes 1 more layer(s) off the MVP: the MVP's limits refuse them and they fall back to the CPU",
+        "filters=0.5 brings 2 layer(s) onto the MVP that the base runs on the CPU (its limits refused them)"]
 
 
 def test_other_objectives():

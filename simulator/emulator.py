@@ -185,6 +185,16 @@ def compile_model(graph: Graph, accelerator: str = "none") -> CompiledModel:
 
 
 
+def _compiled(model: Graph | bytes, accelerator: str) -> CompiledModel:
+    """The compiled model of a graph or of .tflite bytes; bytes already compiled are not parsed
+    again (a caller scoring chunk after chunk passes the same bytes each time)."""
+    if isinstance(model, Graph):
+        return compile_model(model, accelerator)
+    data = bytes(model)
+    hit = _CACHE.get((hashlib.sha256(data).hexdigest(), accelerator))
+    return hit if hit is not None else compile_model(read_model(data), accelerator)
+
+
 def _timing_model(timing):
     from simulator.timing import TimingModel, load_timing_model
     return timing if isinstance(timing, TimingModel) else load_timing_model(timing)
@@ -228,8 +238,8 @@ def emulate_batch(model: Graph | bytes, x, accelerator: str = "none", batch_size
     Samples run `batch_size` at a time through the same compiled kernels (the batch axis is an
     extra loop inside them). Raises `ModelError` naming the layer and operator for a model the
     emulator cannot run (`OPERATORS` lists the operators it runs)."""
-    graph = model if isinstance(model, Graph) else read_model(bytes(model))
-    compiled = compile_model(graph, accelerator)
+    compiled = _compiled(model, accelerator)
+    graph = compiled.graph
     xs = list(x) if isinstance(x, (list, tuple)) else [x]
     if len(xs) != len(graph.inputs):
         raise ModelError(f"{graph.name}: model takes {len(graph.inputs)} inputs, got {len(xs)}")

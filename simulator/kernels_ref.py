@@ -28,6 +28,19 @@ def _requantize_store(acc, multiplier, shift, out_offset, act_min, act_max, out,
         out[base + c] = v
 
 
+BYTE_VALUES = np.arange(256, dtype=np.uint8).view(np.int8)   # every int8, in the order of its byte
+
+
+@njit(cache=True)
+def lookup(x, table):
+    """table[byte of x] for every element of the int8 array x: a layer whose output depends on
+    one int8 input only, tabulated over `BYTE_VALUES` (256 entries stay in L1)."""
+    out = np.empty(x.shape[0], dtype=table.dtype)
+    for i in range(x.shape[0]):
+        out[i] = table[np.uint8(x[i])]
+    return out
+
+
 @njit(cache=True)
 def pad_offset_input(x, in_offset, pad_top, pad_left, padded_h, padded_w):
     """(x + in_offset) as int32 inside a zero border: padded taps then add nothing, exactly as

@@ -80,6 +80,19 @@ def build_extreme(kind: str):
     return build
 
 
+def _table(kernel, *args) -> np.ndarray:
+    """An int8 -> int8 (or float32) layer as its table over the 256 inputs, indexed by the input's
+    byte (`kernels_ref.lookup`): the kernel's own outputs, so a lookup gives its bits exactly, at
+    the cost of one load per element instead of the fixed-point arithmetic."""
+    return np.ascontiguousarray(kernel(K.BYTE_VALUES, *args))
+
+
+def _lookup_run(xi: int, yi: int, shape: tuple, table: np.ndarray):
+    def run(values):
+        values[yi] = K.lookup(flat(values[xi]), table).reshape((-1,) + shape)
+    return run
+
+
 def _unary(graph: Graph, op: Operator):
     x_t, y_t = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
     require_int8(graph, op, x_t, y_t)
@@ -104,10 +117,7 @@ def build_sigmoid_tanh(kind: str):
         in_scale, in_zp = qparams(graph, op, x_t)
         mult, left_shift, radius = sigmoid_tanh_params(in_scale)
         fn = K.logistic if kind == "logistic" else K.tanh
-
-        def run(values):
-            values[yi] = fn(flat(values[xi]), in_zp, mult, left_shift, radius).reshape((-1,) + shape)
-        return run, {}
+        return _lookup_run(xi, yi, shape, _table(fn, in_zp, mult, left_shift, radius)), {}
     return build
 
 
@@ -120,17 +130,11 @@ def build_relu(kind: str):
             # TFLM's int8 RELU6 clamps in the input's quantization, without rescaling
             six = int(c_round(float(np.float32(6.0) / np.float32(in_scale)))) + in_zp
             lo, hi = in_zp, min(max(six, -128), 127)
-
-            def run(values):
-                values[yi] = np.clip(values[xi], lo, hi).astype(np.int8)
-            return run, {}
+            return _lookup_run(xi, yi, shape, np.clip(K.BYTE_VALUES, lo, hi).astype(np.int8)), {}
         m, sh = quantize_multiplier(float(in_scale) / float(out_scale))
         lo = max(-128, out_zp + int(c_round(float(np.float32(0.0) / np.float32(out_scale)))))
         hi = 127
-
-        def run(values):
-            values[yi] = K.relu_requant(flat(values[xi]), in_zp, m, sh, out_zp, lo, hi).reshape((-1,) + shape)
-        return run, {}
+        return _lookup_run(xi, yi, shape, _table(K.relu_requant, in_zp, m, sh, out_zp, lo, hi)), {}
     return build
 
 
@@ -141,10 +145,7 @@ def build_leaky_relu(graph: Graph, op: Operator):
     alpha = np.float32(op.options.get("alpha", 0.2))
     m_a, s_a = quantize_multiplier(float(np.float32(in_scale) * alpha / np.float32(out_scale)))
     m_i, s_i = quantize_multiplier(float(np.float32(in_scale) / np.float32(out_scale)))
-
-    def run(values):
-        values[yi] = K.leaky_relu(flat(values[xi]), in_zp, m_i, s_i, m_a, s_a, out_zp).reshape((-1,) + shape)
-    return run, {}
+    return _lookup_run(xi, yi, shape, _table(K.leaky_relu, in_zp, m_i, s_i, m_a, s_a, out_zp)), {}
 
 
 def build_hard_swish(graph: Graph, op: Operator):
@@ -154,11 +155,7 @@ def build_hard_swish(graph: Graph, op: Operator):
     relu_m, relu_e, out_m, out_e = hard_swish_params(in_scale, out_scale)
     if out_e > 0:
         raise err(graph, op, "output multiplier exponent > 0: TFLite Micro refuses this scale pair")
-
-    def run(values):
-        values[yi] = K.hard_swish(flat(values[xi]), in_zp, out_zp, relu_m, relu_e, out_m, out_e
-                                  ).reshape((-1,) + shape)
-    return run, {}
+    return _lookup_run(xi, yi, shape, _table(K.hard_swish, in_zp, out_zp, relu_m, relu_e, out_m, out_e)), {}
 
 
 def build_quantize(graph: Graph, op: Operator):
@@ -175,10 +172,7 @@ def build_quantize(graph: Graph, op: Operator):
     if x_t.dtype == "int8":
         in_scale, in_zp = qparams(graph, op, x_t)
         m, sh = quantize_multiplier(float(in_scale) / float(out_scale))
-
-        def run(values):
-            values[yi] = K.requantize_i8(flat(values[xi]), in_zp, m, sh, out_zp).reshape((-1,) + shape)
-        return run, {}
+        return _lookup_run(xi, yi, shape, _table(K.requantize_i8, in_zp, m, sh, out_zp)), {}
     raise err(graph, op, f"quantize from {x_t.dtype} is not supported")
 
 
@@ -190,7 +184,4 @@ def build_dequantize(graph: Graph, op: Operator):
     scale, zp = qparams(graph, op, x_t)
     xi, yi = op.inputs[0], op.outputs[0]
     shape = tuple(y_t.shape)
-
-    def run(values):
-        values[yi] = K.dequantize_i8(flat(values[xi]), scale, zp).reshape((-1,) + shape)
-    return run, {}
+    return _lookup_run(xi, yi, shape, _table(K.dequantize_i8, scale, zp)), {}

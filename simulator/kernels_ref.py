@@ -334,24 +334,22 @@ def dequantize_i8(x, scale, zero_point):
 
 
 @njit(cache=True)
-def mean_hw_keepdims(x, input_zero_point, multiplier, shift, output_zero_point):
-    """reference_integer_ops::Mean: 4-D input, axes 1 and 2, keep_dims."""
-    n, h, w, ch = x.shape
-    count = h * w
-    out = np.empty(n * ch, dtype=np.int8)
-    for b in range(n):
-        for c in range(ch):
-            acc = np.int64(0)
-            for y in range(h):
-                for xx in range(w):
-                    acc += np.int64(x[b, y, xx, c]) - input_zero_point
-            acc = mul_by_quantized_multiplier(acc, multiplier, shift)
-            if acc > 0:
-                acc = (acc + count // 2) // count
-            else:
-                acc = -((-(acc - count // 2)) // count)
-            acc += output_zero_point
-            out[b * ch + c] = min(max(acc, -128), 127)
+def quantized_mean(sums, count, input_zero_point, multiplier, shift, output_zero_point):
+    """reference_ops::QuantizedMeanOrSum (the mean) of TFLM at the vendor's pin: the int32 sums of the
+    raw values, the input/output multiplier re-adapted to fold in 1/count in integers (the count's
+    power of two moves into the shift, at most 32 and never below the -31 the multiplier allows),
+    one MultiplyByQuantizedMultiplier, the output zero point, saturation."""
+    n = sums.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    pot = 0
+    while (np.int64(2) << pot) <= count:
+        pot += 1
+    pot = min(pot, 32, 31 + shift)
+    m = (np.int64(multiplier) << pot) // count
+    sh = shift - pot
+    for i in range(n):
+        v = mul_by_quantized_multiplier(wrap32(np.int64(sums[i]) - np.int64(input_zero_point) * count), m, sh)
+        out[i] = min(max(v + output_zero_point, -128), 127)
     return out
 
 

@@ -52,37 +52,21 @@ def _axes(graph: Graph, op: Operator, rank: int) -> list[int]:
 def build_mean(graph: Graph, op: Operator):
     x_t, y_t = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
     require_int8(graph, op, x_t, y_t)
-    nd = len(x_t.shape)
-    raw_axes = [int(a) for a in const_data(graph, op, 1, "axes").reshape(-1)]
-    axes = _axes(graph, op, nd)
-    keep_dims = bool(op.options.get("keep_dims", False))
+    axes = _axes(graph, op, len(x_t.shape))
     in_scale, in_zp = qparams(graph, op, x_t)
     out_scale, out_zp = qparams(graph, op, y_t)
     count = int(np.prod([x_t.shape[a] for a in axes])) if axes else 1
     xi, yi = op.inputs[0], op.outputs[0]
     shape = tuple(y_t.shape)
     batch_axes = tuple(a + 1 for a in axes)
-    if keep_dims and nd == 4 and len(raw_axes) == 2 and sorted(raw_axes) == [1, 2]:
-        m, sh = quantize_multiplier(float(in_scale) / float(out_scale))
-        in_shape = (-1,) + tuple(x_t.shape[1:])
-
-        def run(values):
-            values[yi] = K.mean_hw_keepdims(values[xi].reshape(in_shape), in_zp, m, sh, out_zp
-                                            ).reshape((-1,) + shape)
-        return run, {}
-    if in_zp == out_zp and np.float32(in_scale) == np.float32(out_scale):
-        def run(values):
-            sums = values[xi].astype(np.int32).sum(axis=batch_axes, dtype=np.int32)
-            # the sum of the raw values divided by the count, rounded half away from zero (the
-            # vendor's TFLM: measured against the oracle, tests/data/ops/reduce_sum_mean_1d)
-            q = (np.abs(sums) + count // 2) // count * np.sign(sums)
-            values[yi] = q.astype(np.int8).reshape((-1,) + shape)
-        return run, {}
-    scale = float(np.float32(in_scale) / np.float32(out_scale))
+    # every int8 mean takes one integer path in the vendor's TFLM (no 4-D special case, no float
+    # rescale): measured against the oracle on tests/data/corpus2/add_1x1x32 and add_1x1x96, where
+    # reference_integer_ops::Mean's separate rounding of the division was 1 step off
+    m, sh = quantize_multiplier(float(in_scale) / float(out_scale))
 
     def run(values):
-        sums = values[xi].astype(np.int32).sum(axis=batch_axes, dtype=np.int32).reshape(-1)
-        values[yi] = K.mean_float_rescale(sums, count, in_zp, scale, out_zp).reshape((-1,) + shape)
+        sums = values[xi].astype(np.int64).sum(axis=batch_axes).reshape(-1)
+        values[yi] = K.quantized_mean(sums, count, in_zp, m, sh, out_zp).reshape((-1,) + shape)
     return run, {}
 
 

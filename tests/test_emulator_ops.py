@@ -16,13 +16,22 @@ from simulator.errors import ModelError
 from simulator.tflite_reader import read_model_file
 
 OPS = Path(__file__).parent / "data" / "ops"
+SURVEY_DIR = OPS / "survey"       # one model per standard Keras layer (tests/ops/survey.py)
 MODELS = sorted(OPS.glob("*.tflite"))
 
 
+def _records() -> list[dict]:
+    out = []
+    for path in (OPS / "mltk_outputs.jsonl", SURVEY_DIR / "mltk_outputs.jsonl"):
+        if path.exists():
+            out += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return out
+
+
 def _oracle(accelerator: str) -> dict[str, dict]:
-    path = OPS / "mltk_outputs.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    return {r["model"]: r for r in records if r["accelerator"] == accelerator and "results" in r}
+    names = {p.name for p in MODELS}
+    return {r["model"]: r for r in _records()
+            if r["accelerator"] == accelerator and "results" in r and r["model"] in names}
 
 
 ORACLE_NONE, ORACLE_MVP = _oracle("none"), _oracle("mvp")
@@ -36,6 +45,10 @@ WITH_ORACLE = [p for p in MODELS if p.name not in NO_ORACLE]
 # Where TensorFlow Lite's reference kernels compute something else than TFLM (the oracle decides)
 TFLITE_DIFFERS = {"reduce_sum_mean_1d.tflite": "TensorFlow Lite's reference SUM skips the rescale of a same-scale "
                                                "sum; TFLite Micro (the oracle) matches the emulator"}
+# TensorFlow Lite's int8 bilinear resize rounds a tie away from zero, the vendor's TFLite Micro
+# (TFLITE_SINGLE_ROUNDING) up: an exact 2x or align_corners resize has many ties, so "nearly all
+# identical" is looser there (still within one step; the oracle's outputs are equal element for element)
+TFLITE_TIES = {"resize_bilinear_align_corners.tflite": 0.75, "resize_bilinear_half_pixel.tflite": 0.9}
 
 
 def test_every_fixture_has_oracle_outputs_and_its_operators_run():
@@ -43,7 +56,8 @@ def test_every_fixture_has_oracle_outputs_and_its_operators_run():
     assert set(ORACLE_NONE) == set(ORACLE_MVP) == {p.name for p in WITH_ORACLE}
     ops = {op.opcode for p in MODELS for op in read_model_file(p).operators}
     for want in ("reduce_max", "sum", "mean", "transpose", "strided_slice", "sub", "maximum", "minimum",
-                 "hard_swish", "leaky_relu", "logistic", "pack", "unpack", "split", "split_v", "batch_matmul"):
+                 "hard_swish", "leaky_relu", "logistic", "pack", "unpack", "split", "split_v", "batch_matmul",
+                 "elu", "prelu", "resize_nearest_neighbor", "resize_bilinear"):
         assert want in ops and want in OPERATORS, want
 
 
@@ -67,6 +81,18 @@ def test_mvp_mode_matches_the_vendor_simulator(path):
     assert np.abs(w - g).max() <= 1 and (w == g).mean() >= 0.99, path.name
 
 
+def tflite_interpreter(tf, path: Path):
+    """TensorFlow Lite's reference kernels, or its builtin ones for a model with an operator the
+    reference resolver lacks (ELU, TILE: its builtin kernels for those are the same code)."""
+    resolvers = tf.lite.experimental.OpResolverType
+    try:
+        return tf.lite.Interpreter(model_path=str(path), num_threads=1,
+                                   experimental_op_resolver_type=resolvers.BUILTIN_REF)
+    except ValueError:
+        return tf.lite.Interpreter(model_path=str(path), num_threads=1,
+                                   experimental_op_resolver_type=resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+
 @pytest.mark.parametrize("path", MODELS, ids=[p.name for p in MODELS])
 def test_reference_mode_is_within_a_step_of_tensorflow_lite(path):
     """TensorFlow Lite's reference kernels round twice where the vendor's TFLM rounds once
@@ -76,8 +102,7 @@ def test_reference_mode_is_within_a_step_of_tensorflow_lite(path):
         pytest.skip(TFLITE_DIFFERS[path.name])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     tf = pytest.importorskip("tensorflow")
-    interp = tf.lite.Interpreter(model_path=str(path), num_threads=1,
-                                 experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+    interp = tflite_interpreter(tf, path)
     interp.allocate_tensors()
     g = read_model_file(path)
     xs = np.stack(draw_inputs(g, 3, 4))
@@ -93,7 +118,7 @@ def test_reference_mode_is_within_a_step_of_tensorflow_lite(path):
             got = mine[j][k].reshape(-1).astype(np.int64)
             assert np.abs(want - got).max() <= 1, f"{path.name} sample {k} output {j}"
             same, total = same + int((want == got).sum()), total + want.size
-    assert same >= 0.9 * total, f"{path.name}: {same}/{total} identical"
+    assert same >= TFLITE_TIES.get(path.name, 0.9) * total, f"{path.name}: {same}/{total} identical"
 
 
 def test_an_operator_without_a_kernel_is_refused_by_name():

@@ -5,13 +5,15 @@ A builder takes (graph, op), checks what TFLM's Prepare checks, computes the lay
 once (multipliers, padding, offsets) and returns (run, info); `run(values)` reads and writes the
 tensor value list, every activation with a leading batch axis. The families live in their own
 modules: conv (layers with weights), reduce (pooling and axis reductions), elementwise
-(arithmetic, activations, quantization) and shape (data movement). `OPERATORS` lists what runs.
+(arithmetic, activations, quantization), lookup (table activations, PRELU, float ELU/NEG),
+resize (up-sampling), indexing (TILE, CAST, comparisons, SELECT, computed GATHER) and shape
+(data movement). `OPERATORS` lists what runs.
 """
 from __future__ import annotations
 
 from simulator.emulation_step import Step
 from simulator.graph import Graph, Operator
-from simulator.reference_ops import conv, elementwise as ew, reduce, shape
+from simulator.reference_ops import conv, elementwise as ew, indexing, lookup, reduce, resize, shape
 from simulator.reference_ops.common import err
 
 BUILDERS = {
@@ -26,8 +28,8 @@ BUILDERS = {
     "sum": reduce.build_sum,
     "reduce_max": reduce.build_reduce_extreme("max"),
     "reduce_min": reduce.build_reduce_extreme("min"),
-    "add": ew.build_add_sub("add"),
-    "sub": ew.build_add_sub("sub"),
+    "add": indexing.build_add_sub("add"),
+    "sub": indexing.build_add_sub("sub"),
     "mul": ew.build_mul,
     "maximum": ew.build_extreme("max"),
     "minimum": ew.build_extreme("min"),
@@ -38,6 +40,10 @@ BUILDERS = {
     "relu6": ew.build_relu("relu6"),
     "leaky_relu": ew.build_leaky_relu,
     "hard_swish": ew.build_hard_swish,
+    "elu": lookup.build_elu_any,
+    "neg": lookup.build_float_unary("neg"),
+    "gelu": lookup.build_gelu,
+    "prelu": lookup.build_prelu,
     "quantize": ew.build_quantize,
     "dequantize": ew.build_dequantize,
     "reshape": shape.build_reshape,
@@ -52,7 +58,17 @@ BUILDERS = {
     "unpack": shape.build_unpack,
     "split": shape.build_split,
     "split_v": shape.build_split,
-    "gather": shape.build_gather,
+    "gather": indexing.build_gather,
+    "tile": indexing.build_tile,
+    "cast": indexing.build_cast,
+    "less": indexing.build_compare("less"),
+    "less_equal": indexing.build_compare("less_equal"),
+    "greater": indexing.build_compare("greater"),
+    "greater_equal": indexing.build_compare("greater_equal"),
+    "select": indexing.build_select,
+    "select_v2": indexing.build_select,
+    "resize_nearest_neighbor": resize.build_resize_nearest,
+    "resize_bilinear": resize.build_resize_bilinear,
 }
 OPERATORS = tuple(sorted(BUILDERS))
 

@@ -122,6 +122,53 @@ def add_tiny_scale():
     return keras.Model(x, keras.layers.Add()([a, b]))
 
 
+def elu_table():
+    """ELU straight on a 256-element int8 input: the oracle's random inputs reach most values.
+    This converter leaves ELU in float32 between a DEQUANTIZE and a QUANTIZE."""
+    keras, _ = _k()
+    x = mc._input((256,))
+    return keras.Model(x, keras.layers.ELU()(x))
+
+
+def prelu_table():
+    """PReLU (per-element alpha) straight on a 256-element int8 input."""
+    keras, _ = _k()
+    x = mc._input((256,))
+    return keras.Model(x, keras.layers.PReLU(alpha_initializer=keras.initializers.RandomUniform(0.05, 0.4, seed=108))(x))
+
+
+def prelu_shared_axes():
+    """PReLU with alpha shared over H and W (alpha 1x1xC broadcast over the feature map)."""
+    keras, _ = _k()
+    s = mc.Seeds(109)
+    x = mc._input((6, 6, 3))
+    y = s.conv(5, 3, padding="same")(x)
+    alpha = keras.initializers.RandomUniform(0.05, 0.4, seed=110)
+    return keras.Model(x, keras.layers.PReLU(alpha_initializer=alpha, shared_axes=[1, 2])(y))
+
+
+def _resize(seed, fn):
+    def build():
+        keras, tf = _k()
+        s = mc.Seeds(seed)
+        x = mc._input((5, 7, 3))
+        y = s.conv(4, 3, padding="same")(x)
+        return keras.Model(x, keras.layers.Lambda(lambda t: fn(tf, t))(y))
+    return build
+
+
+RESIZES = {
+    "resize_nearest_half_pixel": (111, lambda tf, t: tf.image.resize(t, (10, 14), method="nearest")),
+    "resize_nearest_align_corners": (112, lambda tf, t: tf.compat.v1.image.resize_nearest_neighbor(
+        t, (9, 13), align_corners=True)),
+    "resize_nearest_plain": (113, lambda tf, t: tf.compat.v1.image.resize_nearest_neighbor(t, (8, 11))),
+    "resize_bilinear_half_pixel": (114, lambda tf, t: tf.image.resize(t, (10, 14))),
+    "resize_bilinear_align_corners": (115, lambda tf, t: tf.compat.v1.image.resize_bilinear(
+        t, (9, 13), align_corners=True)),
+    "resize_bilinear_odd": (116, lambda tf, t: tf.image.resize(t, (8, 11))),
+}
+
+
 MODELS = [
     mc.CorpusModel("global_max_pool", "GlobalMaxPooling2D: REDUCE_MAX over H, W", global_max_pool),
     mc.CorpusModel("reduce_sum_mean_1d", "Dense on 3-D input; MEAN, SUM, REDUCE_MAX over a sequence", reduce_sum_mean_1d),
@@ -131,7 +178,11 @@ MODELS = [
     mc.CorpusModel("stack_split", "tf.split (SPLIT, SPLIT_V), tf.unstack (UNPACK), tf.stack (PACK)", stack_split),
     mc.CorpusModel("add_tiny_scale", "ADD with an output scale below 2^-16 (1/scale overflows binary16)", add_tiny_scale),
     mc.CorpusModel("dot_attention", "Dot layers: BATCH_MATMUL (with adj_y), softmax over rows", dot_attention),
-]
+    mc.CorpusModel("elu_table", "ELU (float32 between DEQUANTIZE and QUANTIZE) on a 256-element input", elu_table),
+    mc.CorpusModel("prelu_table", "PReLU (per-element alpha) on a 256-element input", prelu_table),
+    mc.CorpusModel("prelu_shared_axes", "PReLU with alpha shared over H, W (broadcast)", prelu_shared_axes),
+] + [mc.CorpusModel(name, f"{name.replace('_', ' ')}: RESIZE_{name.split('_')[1].upper()}", _resize(seed, fn))
+     for name, (seed, fn) in RESIZES.items()]
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,137 @@
+"""Reference-kernel builders of the activations that TFLite computes through a 256-entry lookup
+table for int8 (ELU in TFLite Micro; GELU in TensorFlow Lite, which the vendor's TFLite Micro
+lacks), and PRELU (per-element alpha, two requantization multipliers).
+
+The table is built as the kernels' Prepare builds it (`PopulateLookupTable` / `LUTPopulate`):
+each int8 value dequantized in float, transformed in float, multiplied by 1/out_scale, rounded
+half away from zero, offset and saturated. The transforms are evaluated in double and rounded to
+float, which is what the C library's correctly rounded float functions return.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from simulator.graph import Graph, Operator
+from simulator.quant_math import quantize_multiplier
+from simulator.reference_ops.common import err, per_sample, qparams, require_int8
+
+F = np.float32
+
+
+def _c_roundf(x: np.float32) -> float:
+    """roundf: halves away from zero."""
+    return math.copysign(math.floor(abs(float(x)) + 0.5), float(x))
+
+
+def lookup_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int, transform) -> np.ndarray:
+    """The int8 table, indexed by the input byte as uint8 (value & 0xFF)."""
+    table = np.empty(256, dtype=np.int8)
+    inverse = F(1.0) / F(out_scale)
+    for val in range(-128, 128):
+        dequantized = F(in_scale) * F(val - in_zp)
+        transformed = F(transform(dequantized))
+        rescaled = _c_roundf(F(transformed * inverse))
+        quantized = int(F(F(rescaled) + F(out_zp)))      # static_cast<int32_t>: truncates
+        table[val & 0xFF] = min(max(quantized, -128), 127)
+    return table
+
+
+def _elu(x: np.float32) -> np.float32:
+    # TFLM elu.cc: value < 0 ? std::exp(value) - 1.0f : value (float arithmetic)
+    return F(F(math.exp(float(x))) - F(1.0)) if x < 0 else x
+
+
+def _gelu(x: np.float32) -> np.float32:
+    # TensorFlow Lite's GeluTransform: 0.5f * x * erfc(x * -M_SQRT1_2), in float
+    t = F(x * F(-0.70710678118654752440))
+    return F(F(F(0.5) * x) * F(math.erfc(float(t))))
+
+
+_SQRT_2_OVER_PI = F(2.0 / math.sqrt(math.pi) * 0.70710678118654752440)
+
+
+def _gelu_tanh(x: np.float32) -> np.float32:
+    # GeluTransformApproximate: 0.5f * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715f * x^3))), in float
+    cube = F(F(F(F(0.044715) * x) * x) * x)
+    inner = F(_SQRT_2_OVER_PI * F(x + cube))
+    return F(F(F(0.5) * x) * F(F(1.0) + F(math.tanh(float(inner)))))
+
+
+def _build_lookup(transform_of):
+    def build(graph: Graph, op: Operator):
+        x_t, y_t = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+        require_int8(graph, op, x_t, y_t)
+        in_scale, in_zp = qparams(graph, op, x_t)
+        out_scale, out_zp = qparams(graph, op, y_t)
+        table = lookup_table(in_scale, in_zp, out_scale, out_zp, transform_of(op))
+        xi, yi = op.inputs[0], op.outputs[0]
+
+        def run(values):
+            values[yi] = table[values[xi].view(np.uint8)]
+        return run, {}
+    return build
+
+
+build_elu = _build_lookup(lambda op: _elu)
+build_gelu = _build_lookup(lambda op: _gelu_tanh if op.options.get("approximate", False) else _gelu)
+
+
+def build_prelu(graph: Graph, op: Operator):
+    """TFLM's int8 PRELU (prelu_common.cc, reference_ops::BroadcastPrelu4DSlow): x - zp >= 0 is
+    rescaled by in_scale/out_scale, else (x - zp) * (alpha - alpha_zp) by
+    in_scale*alpha_scale/out_scale (double multipliers, single rounding)."""
+    x_t, a_t, y_t = (graph.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    require_int8(graph, op, x_t, a_t, y_t)
+    in_scale, in_zp = qparams(graph, op, x_t)
+    a_scale, a_zp = qparams(graph, op, a_t)
+    out_scale, out_zp = qparams(graph, op, y_t)
+    m1, s1 = quantize_multiplier(float(in_scale) / float(out_scale))
+    m2, s2 = quantize_multiplier(float(in_scale) * float(a_scale) / float(out_scale))
+    if a_t.data is None:
+        raise err(graph, op, "alpha is not a constant")
+    alpha = np.asarray(a_t.data).astype(np.int64) - a_zp
+    rank = len(y_t.shape)
+    alpha = per_sample(alpha[np.newaxis], rank)
+    xi, yi = op.inputs[0], op.outputs[0]
+
+    def requant(v, m, s):
+        total = 31 - s
+        return (v * m + (np.int64(1) << (total - 1))) >> total
+
+    def run(values):
+        x = per_sample(values[xi], rank).astype(np.int64) - in_zp
+        pos = requant(x, m1, s1)
+        neg = requant(x * alpha, m2, s2)
+        values[yi] = np.clip(np.where(x >= 0, pos, neg) + out_zp, -128, 127).astype(np.int8)
+    return run, {}
+
+
+
+def build_float_unary(kind: str):
+    """float32 element-wise kernels the converter leaves between a DEQUANTIZE and a QUANTIZE
+    when it has no int8 version: ELU (expm1 for x < 0, TFLM's reference Elu) and NEG. The
+    functions are evaluated in double and rounded to float (correctly rounded, as the C
+    library's expm1f is)."""
+    def build(graph: Graph, op: Operator):
+        x_t, y_t = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+        if x_t.dtype != "float32" or y_t.dtype != "float32":
+            raise err(graph, op, f"only float32 or int8 tensors are supported, input is {x_t.dtype}")
+        xi, yi = op.inputs[0], op.outputs[0]
+
+        def run(values):
+            x = values[xi]
+            if kind == "neg":
+                values[yi] = -x
+            else:
+                values[yi] = np.where(x < 0, np.expm1(x.astype(np.float64)).astype(np.float32), x)
+        return run, {}
+    return build
+
+
+def build_elu_any(graph: Graph, op: Operator):
+    """ELU: int8 through the lookup table, float32 through expm1."""
+    if graph.tensors[op.inputs[0]].dtype == "float32":
+        return build_float_unary("elu")(graph, op)
+    return build_elu(graph, op)

@@ -22,18 +22,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from orchestrator.keras_config import RECURRENT_CLASSES
 from orchestrator.versions import tensorflow_version
 
 # Bumped when the conversion below changes in a way that changes its output.
 CONVERTER_SETTINGS = {"version": 2, "batch": 1, "dense": "per-tensor", "weights": "int8", "activations": "int8",
                       "output": "int8", "ops": "TFLITE_BUILTINS_INT8", "recurrent": "unrolled"}
-# Recurrent layers are converted unrolled. This TensorFlow's converter (2.21, Keras 3) segfaults on
-# a GRU or an LSTM that is not unrolled, with int8 full-integer quantization, from a frozen
-# concrete function and from from_keras_model alike (tensorflow/tensorflow#62281, #101050); the
-# fused UNIDIRECTIONAL_SEQUENCE_LSTM it would emit is out of reach. Unrolled over the (static) time
-# steps, both become plain int8 ops that TFLite Micro runs: FULLY_CONNECTED, LOGISTIC, TANH, MUL,
-# ADD, SUB, SPLIT, UNPACK, STRIDED_SLICE (a GRU adds a QUANTIZE/DEQUANTIZE pair around a SPLIT).
-RECURRENT_CLASSES = ("GRU", "LSTM", "SimpleRNN")
+# Recurrent layers (keras_config.RECURRENT_CLASSES) are converted unrolled. This TensorFlow's
+# converter (2.21, Keras 3) segfaults on a GRU or an LSTM that is not unrolled, with int8
+# full-integer quantization, from a frozen concrete function and from from_keras_model alike
+# (tensorflow/tensorflow#62281, #101050); the fused UNIDIRECTIONAL_SEQUENCE_LSTM it would emit is
+# out of reach. Unrolled over the (static) time steps, both become plain int8 ops that TFLite
+# Micro runs: FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD, SUB, SPLIT, UNPACK, STRIDED_SLICE (a GRU
+# adds a QUANTIZE/DEQUANTIZE pair around a SPLIT).
 
 
 # The environment a build worker process starts with. One worker per core: a conversion that
@@ -150,7 +151,7 @@ def keras_model(spec: dict, seed: int = 0, batch: int | None = 1):
         if L["class_name"] == "InputLayer" and L["config"].get("batch_shape"):
             L["config"]["batch_shape"][0] = batch     # the board runs batch 1; static shapes convert cleaner
         if L["class_name"] in RECURRENT_CLASSES:
-            L["config"]["unroll"] = True          # see RECURRENT_CLASSES
+            L["config"]["unroll"] = True          # see CONVERTER_SETTINGS' "recurrent"
     pools = [L for L in cfg["config"]["layers"] if (L.get("name") or L["config"]["name"]) in spec.get("global_pools", [])]
     if pools:
         for L in pools:

@@ -19,8 +19,9 @@ POOL_CLASSES = ("MaxPooling1D", "AveragePooling1D", "MaxPooling2D", "AveragePool
 # Layers between a model's last weighted layer and its output that do not set the output's width.
 PASS_THROUGH_CLASSES = ELEMENTWISE_CLASSES + POOL_CLASSES + ("Reshape", "Flatten", "Rescaling",
                                                              "ZeroPadding2D", "Cropping2D")
+RECURRENT_CLASSES = ("GRU", "LSTM", "SimpleRNN")
 # Layers whose width (filters, units) becomes the width of what follows them.
-WEIGHTED_CLASSES = CONV_CLASSES + ("Dense", "GRU", "LSTM", "SimpleRNN", "Conv2DTranspose")
+WEIGHTED_CLASSES = CONV_CLASSES + ("Dense",) + RECURRENT_CLASSES + ("Conv2DTranspose",)
 
 
 class ModelConfig:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from orchestrator import keras_shapes
-from orchestrator.keras_config import CONV_CLASSES, POOL_CLASSES, WEIGHTED_CLASSES, ModelConfig
+from orchestrator.keras_config import CONV_CLASSES, POOL_CLASSES, RECURRENT_CLASSES, WEIGHTED_CLASSES, ModelConfig
 from orchestrator.keras_shapes import MERGES, SAME_SHAPE, fmt
 
 
@@ -220,7 +220,8 @@ def _strides(m: ModelConfig, model_config: dict, n: int) -> None:
             group, why = None, f"'{group[0]}' would have to change with '{sorted(done & set(group))[0]}' again"
         if group is None:
             if why.startswith("doubling"):      # the map cannot take it: this level is too much
-                raise TipNotApplicable(why)
+                after = f" (after {_places(places)})" if places else ""
+                raise TipNotApplicable(why.replace(":", after + ":", 1))
             refused.append(why)
             continue
         places.append(group)
@@ -229,8 +230,14 @@ def _strides(m: ModelConfig, model_config: dict, n: int) -> None:
             _double_strides(m.by_name(name))
     if len(places) < n:
         why = f"; {refused[-1]}" if refused else ""
+        found = f" ({_places(places)})" if places else ""
         raise TipNotApplicable(f"the model has only {len(places)} place{'s' if len(places) != 1 else ''} "
-                               f"where a stride can double on every path, fewer than {n}{why}")
+                               f"where a stride can double on every path{found}, fewer than {n}{why}")
+
+
+def _places(places: list[list[str]]) -> str:
+    """Stride places in words: "'conv1', 'conv2' with 'conv3'" (convolutions that double together)."""
+    return ", ".join(" with ".join(f"'{c}'" for c in group) for group in places)
 
 
 def _stride_group(m: ModelConfig, conv: dict, pools, base_out) -> tuple[list[str] | None, str]:
@@ -329,12 +336,16 @@ def _shrink_padding(m: ModelConfig, conv: dict, old: list[int], new: list[int]) 
 
 
 def _dense_units(m: ModelConfig, model_config: dict, scale: float) -> None:
+    """Hidden Dense layers and recurrent layers: a GRU's or LSTM's gates are Dense layers over the
+    frame and the state, unrolled once per time step, so its units are what a recurrent keyword
+    spotter spends its cycles and weights on (no other tip narrows them)."""
     heads = m.head_layers()
-    dense = m.of_class("Dense")
+    dense = m.of_class("Dense", *RECURRENT_CLASSES)
     hidden = [L for L in dense if m.name_of(L) not in heads]
     if not hidden:
+        kinds = "Dense or recurrent" if m.of_class(*RECURRENT_CLASSES) else "Dense"
         names = ", ".join(f"'{m.name_of(L)}'" for L in dense)
-        raise TipNotApplicable(f"the model has no hidden Dense layers (only the output layer{'s' * (len(dense) > 1)} "
+        raise TipNotApplicable(f"the model has no hidden {kinds} layers (only the output layer{'s' * (len(dense) > 1)} "
                                f"{names})" if dense else f"the model has no Dense layers ({_has(m)})")
     changed = False
     for layer in hidden:
@@ -342,7 +353,7 @@ def _dense_units(m: ModelConfig, model_config: dict, scale: float) -> None:
         changed |= new != layer["config"]["units"]
         layer["config"]["units"] = new
     if not changed:
-        raise TipNotApplicable(f"no hidden Dense layer changes at scale {scale}")
+        raise TipNotApplicable(f"no hidden Dense or recurrent layer changes at scale {scale}")
 
 
 def _pooling(m: ModelConfig, model_config: dict, kind: str) -> None:
@@ -376,7 +387,7 @@ TIPS: dict[str, Tip] = {t.name: t for t in (
         _count(1, 32), _strides),
     Tip("kernel_size", "shrink convolution kernels to at most K x K", "K, a whole number from 1 to 15",
         _count(1, 15), _kernel_size),
-    Tip("dense_units", "scale the units of hidden Dense layers", "scale in (0, 4], e.g. 0.5",
+    Tip("dense_units", "scale the units of hidden Dense and recurrent (GRU, LSTM) layers", "scale in (0, 4], e.g. 0.5",
         _scale, _dense_units),
     Tip("pooling", "insert a 2x2 (1D models: 2) pooling layer after the first convolution block", "max or avg",
         _choice("max", "avg"), _pooling),

@@ -57,7 +57,7 @@ def test_gru_sweep_with_every_tip_and_a_crashing_base(tmp_path):
                          "strides=2", "kernel_size=1", "dense_units=0.5", "pooling=max"}
     failed = {v: r["error"] for v, r in rows.items() if r["status"] == "failed"}
     assert failed == {"strides=2": "not applicable: the model has only 1 place where a stride can double "
-                                   "on every path, fewer than 2"}
+                                   "on every path ('conv1d'), fewer than 2"}
     run_id = rows["base"]["run_id"]
     assert (results / run_id / "report.md").is_file()
     outputs = set()

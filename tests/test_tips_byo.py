@@ -32,7 +32,8 @@ LEVELS = [("input_size", 0.5), ("input_dtype", "float32"), ("filters", 0.5), ("s
           ("strides", 2), ("kernel_size", 1), ("dense_units", 0.5), ("pooling", "max")]
 # (tip, level) -> the reason's gist, for the levels an architecture cannot take
 NOT_APPLICABLE = {
-    "mobilenet_v1": {("strides", 2): "'conv_dw_12': its 2x2 input is smaller than its 3x3 window",
+    "mobilenet_v1": {("strides", 2): r"doubling the stride of 'conv_dw_1' \(after 'conv1'\): depthwise "
+                                     "convolution 'conv_dw_12': its 2x2 input is smaller than its 3x3 window",
                      ("dense_units", 0.5): r"no Dense layers \(it has 15 Conv2D, 13 DepthwiseConv2D\)"},
     "mobilenet_v2": {("strides", 2): "'block_13_depthwise': its 2x2 input is smaller than its 3x3 window",
                      ("dense_units", 0.5): r"no hidden Dense layers \(only the output layer 'predictions'\)"},
@@ -42,8 +43,8 @@ NOT_APPLICABLE = {
     "resnet8": {("dense_units", 0.5): r"no hidden Dense layers \(only the output layer '"},
     "conv1d_kws": {},
     "sepconv": {("dense_units", 0.5): r"no hidden Dense layers \(only the output layer '"},
-    "gru_kws": {("strides", 2): "only 1 place where a stride can double"},
-    "lstm_kws": {("strides", 2): "only 1 place where a stride can double"},
+    "gru_kws": {("strides", 2): r"only 1 place where a stride can double on every path \('conv1d'\), fewer than 2"},
+    "lstm_kws": {("strides", 2): r"only 1 place where a stride can double on every path \('conv1d'\)"},
     "mlp": {("input_size", 0.5): r"model input \(640\) has no spatial dimensions",
             ("filters", 0.5): r"no convolutions to narrow \(it has 4 Dense\)",
             ("strides", 1): r"no convolutions whose stride could grow \(it has 4 Dense\)",
@@ -64,6 +65,33 @@ def bases():
     return out
 
 
+def rebuilt(variant):
+    """The variant's Keras model as the build worker makes it; its weights are left uninitialized
+    (a stateless scope defers them), since only its layers and shapes are looked at. Keras's
+    session is not cleared for each (a tenth of a second in the garbage collector every time):
+    layer names come from the config."""
+    with keras.StatelessScope():
+        return build.keras_model(variant)
+
+
+@pytest.fixture(scope="module")
+def variants(bases):
+    """(arch, tip, level) -> (variant config, its Keras model rebuilt from it), or the reason the
+    level is not applicable. A variant whose Keras config is the base's (input_dtype: a converter
+    setting) is not rebuilt: its Keras model is the base's."""
+    out = {}
+    keras.backend.clear_session()
+    for arch, (model, config) in bases.items():
+        for tip, level in LEVELS:
+            try:
+                variant = apply_tip(config, tip, level)
+            except TipNotApplicable as e:
+                out[arch, tip, level] = str(e)
+                continue
+            out[arch, tip, level] = (variant, model if variant["keras"] == config["keras"] else rebuilt(variant))
+    return out
+
+
 def shapes_of(model) -> dict:
     return {L.name: list(L.output.shape[1:]) for L in model.layers}
 
@@ -76,41 +104,39 @@ def test_inferred_shapes_equal_keras(bases, arch):
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
-def test_every_tip_keeps_the_output_or_says_why_not(bases, arch):
+def test_every_tip_builds_with_the_output_shape_or_says_why_not(bases, variants, arch):
+    """Every level either rebuilds in Keras (what the build worker does before converting) with
+    the base's output shape, every layer's shape as keras_shapes inferred it, or is not applicable
+    with the reason in the model's own terms."""
     model, config = bases[arch]
-    out = list(model.output.shape[1:])
     refused = {}
     for tip, level in LEVELS:
-        try:
-            variant = apply_tip(config, tip, level)
-        except TipNotApplicable as e:
-            refused[(tip, level)] = str(e)
+        got = variants[arch, tip, level]
+        if isinstance(got, str):
+            refused[(tip, level)] = got
             continue
-        m = ModelConfig(variant["keras"])
-        assert keras_shapes.output_shapes(m, keras_shapes.infer(m, variant["global_pools"])) == [out], (tip, level)
-        assert variant != config
+        variant, keras_model = got
+        assert variant != config, (tip, level)
+        assert keras_model.output.shape[1:] == model.output.shape[1:], (tip, level)
+        inferred = keras_shapes.infer(ModelConfig(variant["keras"]), variant["global_pools"])
+        assert inferred == shapes_of(keras_model), (tip, level)
     assert set(refused) == set(NOT_APPLICABLE[arch]), refused
     for key, gist in NOT_APPLICABLE[arch].items():
         assert re.search(gist, refused[key]), (key, refused[key])
 
 
-def rebuilt(variant):
-    keras.backend.clear_session()
-    return build.keras_model(variant)
-
-
-def test_filters_leave_the_classifier_behind_reshape_and_flatten(bases):
+def test_filters_leave_the_classifier_behind_reshape_and_flatten(bases, variants):
     for arch, head in (("mobilenet_v1", "conv_preds"), ("mobilenet_v3_small", "logits")):
-        variant = rebuilt(apply_tip(bases[arch][1], "filters", 0.5))
+        variant = variants[arch, "filters", 0.5][1]
         assert variant.get_layer(head).filters == 2 and tuple(variant.output.shape) == (1, 2)
         widths = [L.filters for L in variant.layers if type(L).__name__ == "Conv2D"]
         base = [L.filters for L in bases[arch][0].layers if type(L).__name__ == "Conv2D"]
         assert widths[:-1] == [max(1, int(w * 0.5 + 0.5)) for w in base[:-1]]
 
 
-def test_strides_follow_both_branches_of_a_residual_block(bases):
+def test_strides_follow_both_branches_of_a_residual_block(bases, variants):
     for arch in ("resnet8", "resnet3"):
-        variant = rebuilt(apply_tip(bases[arch][1], "strides", 2))
+        variant = variants[arch, "strides", 2][1]
         adds = [L for L in variant.layers if type(L).__name__ == "Add"]
         base_adds = [L for L in bases[arch][0].layers if type(L).__name__ == "Add"]
         # the stem (1/2 everywhere) and the first downsampling block, its 3x3 and its 1x1 shortcut alike
@@ -120,9 +146,9 @@ def test_strides_follow_both_branches_of_a_residual_block(bases):
         assert variant.output.shape[1:] == bases[arch][0].output.shape[1:]
 
 
-def test_kernel_size_shrinks_the_explicit_padding_with_the_kernel(bases):
+def test_kernel_size_shrinks_the_explicit_padding_with_the_kernel(bases, variants):
     model, config = bases["mobilenet_v2"]
-    variant = rebuilt(apply_tip(config, "kernel_size", 1))
+    variant = variants["mobilenet_v2", "kernel_size", 1][1]
     assert not [L for L in variant.layers if type(L).__name__ == "ZeroPadding2D"]
     maps = {L.name: tuple(L.output.shape[1:3]) for L in variant.layers if len(L.output.shape) == 4}
     base = {L.name: tuple(L.output.shape[1:3]) for L in model.layers if len(L.output.shape) == 4}
@@ -134,3 +160,11 @@ def test_pooling_on_a_1d_model_is_1d(bases):
     pool = [L for L in variant.layers if type(L).__name__ == "AveragePooling1D"]
     assert len(pool) == 1 and tuple(pool[0].output.shape) == (1, 13, 32)    # 25 frames -> 13
     assert tuple(variant.output.shape) == (1, 12)
+
+
+def test_dense_units_narrow_the_recurrent_state(variants):
+    """A GRU's or LSTM's gates are Dense layers unrolled over the frames: dense_units halves its
+    units with the hidden Dense, and the classifier keeps its width."""
+    for arch, cls in (("gru_kws", "GRU"), ("lstm_kws", "LSTM")):
+        variant = variants[arch, "dense_units", 0.5][1]
+        assert [L.units for L in variant.layers if type(L).__name__ in (cls, "Dense")] == [8, 16, 4]

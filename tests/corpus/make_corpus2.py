@@ -9,8 +9,8 @@ int8 (and float32) input and output, stride-2 depthwise layers on maps from 24x2
 ../shared/oracle: `mltk_sim.jsonl` (profile_dir.py's records) and `mltk_outputs.jsonl` (run_dir.py's: 3 inputs of
 numpy.random.default_rng(0) per model and accelerator); a run that crashes the oracle is a record with an "error".
 The Keras MobileNets at 96x96 are large (0.3-0.9 MB) and slow in the oracle (minutes per run on this machine):
-MobileNet v1 (base and filters=0.5) and MobileNetV2 are kept; MobileNetV3Small and MobileNetV2 with float32 input
-are not in yet (their oracle runs did not finish in time).
+MobileNet v1 (base and filters=0.5), MobileNetV2 (int8 and float32 input) and MobileNetV3Small are kept, their tip
+variants are not.
 
 Usage (project venv):
     .venv/bin/python tests/corpus/make_corpus2.py [--only NAME ...]      # build models + manifest + README
@@ -129,6 +129,9 @@ MODELS: list[Model2] = [
     Model2("mnv1", "keras MobileNet alpha 0.25 96x96x3, 2 classes (Conv2D classifier, Reshape, Softmax)", _farm(V1)),
     Model2("mnv1_filters05", "MobileNet v1, tip filters=0.5", _farm(V1, {"filters": 0.5})),
     Model2("mnv2", "keras MobileNetV2 alpha 0.35 96x96x3, 2 classes", _farm(V2)),
+    Model2("mnv2_float32", "keras MobileNetV2 alpha 0.35 96x96x3 with float32 input", _farm(V2, F32)),
+    Model2("mnv3s", "keras MobileNetV3Small alpha 0.75 minimalistic 96x96x3, 2 classes (Rescaling, Conv2D "
+           "classifier, Flatten, Softmax)", _farm(V3)),
     Model2("resnet3", "3-block ResNet 32x32x3 (identity block, two projection blocks)", _farm(RESNET3)),
     Model2("resnet3_strides1", "3-block ResNet, tip strides=1", _farm(RESNET3, {"strides": 1})),
     Model2("resnet3_strides2", "3-block ResNet, tip strides=2 (a block's 3x3 and its shortcut)",

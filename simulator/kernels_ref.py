@@ -86,38 +86,6 @@ def conv2d(xp, weights, bias, multiplier, shift, out_offset, act_min, act_max,
 
 
 @njit(cache=True)
-def depthwise_conv2d(xp, weights, bias, multiplier, shift, out_offset, act_min, act_max,
-                     stride_h, stride_w, dil_h, dil_w, out_h, out_w, depth_multiplier):
-    """xp [N, Hp, Wp, IC] int32; weights [KH, KW, OC] int32 with OC = IC * depth_multiplier."""
-    n = xp.shape[0]
-    ic_count = xp.shape[3]
-    kh, kw, oc = weights.shape
-    out = np.empty(n * out_h * out_w * oc, dtype=np.int8)
-    acc = np.empty(oc, dtype=np.int32)
-    for b in range(n):
-        for oy in range(out_h):
-            for ox in range(out_w):
-                for c in range(oc):
-                    acc[c] = bias[c]
-                for ky in range(kh):
-                    iy = oy * stride_h + ky * dil_h
-                    for kx in range(kw):
-                        ix = ox * stride_w + kx * dil_w
-                        if depth_multiplier == 1:
-                            for c in range(oc):
-                                acc[c] += xp[b, iy, ix, c] * weights[ky, kx, c]
-                        else:
-                            for ic in range(ic_count):
-                                v = xp[b, iy, ix, ic]
-                                for m in range(depth_multiplier):
-                                    c = ic * depth_multiplier + m
-                                    acc[c] += v * weights[ky, kx, c]
-                base = ((b * out_h + oy) * out_w + ox) * oc
-                _requantize_store(acc, multiplier, shift, out_offset, act_min, act_max, out, base)
-    return out
-
-
-@njit(cache=True)
 def transpose_conv(x, in_offset, weights, bias, multiplier, shift, out_offset, act_min, act_max,
                    stride_h, stride_w, pad_h, pad_w, out_h, out_w):
     """x [N, H, W, IC] int8; weights [OC, KH, KW, IC] int8 (TFLM's scatter formulation)."""
@@ -406,61 +374,162 @@ def leaky_relu(x, input_offset, m_identity, s_identity, m_alpha, s_alpha, output
     return out
 
 
-# ----------------------------------------------------------------------------- matrix-product forms
+# ----------------------------------------------------------------------------- accumulate, then requantize
 # Convolution and fully connected as one matrix product (im2col) in floating point: every input
 # and weight is a small integer, so when the sum of |products| stays below the float type's
 # exact-integer limit (2^24 for float32, 2^53 for float64) every partial sum is exact whatever
 # order BLAS adds them in, and the int32 accumulator of the reference kernel is recovered
-# exactly. The requantization afterwards is TFLM's, in integers.
+# exactly. Depthwise accumulates the same way in its own loop. The requantization afterwards is
+# TFLM's (`Requantize`). A layer runs chunk by chunk of output rows (`CHUNK_BYTES`), so that the
+# patches and accumulators of a chunk stay in the core's cache between the three passes.
+
+CHUNK_BYTES = 1 << 19   # patches + accumulators of one chunk (measured: 256 KB..1 MB are best)
+
 
 def exact_float_type(weights_abs_sum_max: float, input_abs_max: float):
     """float32 when every dot product's partial sums stay exact in it, else float64."""
     return np.float32 if weights_abs_sum_max * input_abs_max < 2.0 ** 24 else np.float64
 
 
+def chunk_rows(row_floats: int) -> int:
+    """Output rows per chunk for rows of `row_floats` floats (patch + accumulator)."""
+    return max(1, CHUNK_BYTES // (4 * max(row_floats, 1)))
+
+
+@njit(cache=True, inline="always")
+def _output_position(q, out_h, out_w):
+    """(sample, oy, ox) of output row q."""
+    b = q // (out_h * out_w)
+    rest = q - b * out_h * out_w
+    oy = rest // out_w
+    return b, oy, rest - oy * out_w
+
+
 @njit(cache=True)
-def requantize_matrix(acc, bias, multiplier, shift, out_offset, act_min, act_max):
-    """acc [P, OC] (exact integers in floating point) + bias -> int8, TFLM's per-channel
-    requantization (int32 accumulator, single rounding)."""
-    p, oc = acc.shape
-    out = np.empty(p * oc, dtype=np.int8)
-    for i in range(p):
+def im2col(x, in_offset, pad_t, pad_l, kh, kw, stride_h, stride_w, dil_h, dil_w, out_h, out_w, r0, cols):
+    """The patches of output rows r0.. (a row: one (sample, oy, ox) of x [N, H, W, C] int8) into
+    cols [rows, KH*KW*C] as x + in_offset; a tap outside the input is 0 (the reference kernel
+    skips it)."""
+    n, h, w, c = x.shape
+    flat = x.reshape(-1)
+    span = kw * c
+    for r in range(cols.shape[0]):
+        b, oy, ox = _output_position(r0 + r, out_h, out_w)
+        ix0 = ox * stride_w - pad_l
+        # a row of taps wholly inside the input is one contiguous run of kw * c values
+        whole_row = dil_w == 1 and ix0 >= 0 and ix0 + kw <= w
+        for ky in range(kh):
+            iy = oy * stride_h - pad_t + ky * dil_h
+            k = ky * span
+            # slices indexed from 0: no negative-index checks, so the copies vectorize (5-10x)
+            dst = cols[r, k:k + span]
+            if iy < 0 or iy >= h:
+                dst[:] = 0
+            elif whole_row:
+                src = flat[((b * h + iy) * w + ix0) * c:]
+                for j in range(span):
+                    dst[j] = src[j] + in_offset
+            else:
+                for kx in range(kw):
+                    ix = ix0 + kx * dil_w
+                    tap = dst[kx * c:(kx + 1) * c]
+                    if ix >= 0 and ix < w:
+                        src = flat[((b * h + iy) * w + ix) * c:]
+                        for ch in range(c):
+                            tap[ch] = src[ch] + in_offset
+                    else:
+                        tap[:] = 0
+
+
+@njit(cache=True)
+def depthwise_acc(x, in_offset, weights, pad_t, pad_l, stride_h, stride_w, dil_h, dil_w, out_h, out_w,
+                  depth_multiplier, r0, acc):
+    """TFLM's depthwise accumulators (bias excluded) of output rows r0.. into acc [rows, OC]:
+    x [N, H, W, IC] int8, weights [KH, KW, OC] in acc's (exact) float type, OC = IC * multiplier;
+    taps outside the input are skipped."""
+    n, h, w, ic_count = x.shape
+    kh, kw, oc = weights.shape
+    flat = x.reshape(-1)
+    wflat = weights.reshape(-1)
+    for r in range(acc.shape[0]):
+        b, oy, ox = _output_position(r0 + r, out_h, out_w)
+        row = acc[r]
+        for c in range(oc):
+            row[c] = 0
+        for ky in range(kh):
+            iy = oy * stride_h - pad_t + ky * dil_h
+            if iy < 0 or iy >= h:
+                continue
+            for kx in range(kw):
+                ix = ox * stride_w - pad_l + kx * dil_w
+                if ix < 0 or ix >= w:
+                    continue
+                # slices indexed from 0: no negative-index checks, so the loops vectorize
+                src = flat[((b * h + iy) * w + ix) * ic_count:]
+                wk = wflat[(ky * kw + kx) * oc:]
+                if depth_multiplier == 1:
+                    for c in range(oc):
+                        row[c] += (src[c] + in_offset) * wk[c]
+                else:
+                    for ic in range(ic_count):
+                        v = src[ic] + in_offset
+                        for m in range(depth_multiplier):
+                            c = ic * depth_multiplier + m
+                            row[c] += v * wk[c]
+
+
+@njit(cache=True)
+def requantize_float(acc, bias, scale, out_offset, act_min, act_max, out):
+    """TFLM's requantization of acc [R, OC] (exact integers) + bias into out [R, OC] int8, in
+    float64: floor((acc + bias) * m * 2^-t + 1/2), exact under the conditions `Requantize`
+    checks (a branch-free loop the compiler vectorizes)."""
+    rows, oc = acc.shape
+    for i in range(rows):
+        for c in range(oc):
+            q = np.floor((np.float64(acc[i, c]) + bias[c]) * scale[c] + 0.5) + out_offset
+            out[i, c] = np.int32(min(max(q, act_min), act_max))
+
+
+@njit(cache=True)
+def requantize_int(acc, bias, multiplier, total_shift, rounding, out_offset, act_min, act_max, out):
+    """TFLM's requantization in int64 (the int32 accumulator wraps as in C++; single rounding:
+    (x*m + 2^(t-1)) >> t), for the layers `requantize_float` cannot take."""
+    rows, oc = acc.shape
+    for i in range(rows):
         for c in range(oc):
             a = wrap32(np.int64(acc[i, c]) + bias[c])
-            v = mul_by_quantized_multiplier(a, multiplier[c], shift[c]) + out_offset
-            if v < act_min:
-                v = act_min
-            elif v > act_max:
-                v = act_max
-            out[i * oc + c] = v
-    return out
+            v = ((a * multiplier[c] + rounding[c]) >> total_shift[c]) + out_offset
+            out[i, c] = min(max(v, act_min), act_max)
 
 
-class Im2col:
-    """The patches of a padded NHWC input as rows, into a buffer allocated once per layer."""
+class Requantize:
+    """TFLM's per-channel requantization (int32 accumulator + bias, MultiplyByQuantizedMultiplier
+    with single rounding, output offset, activation clamp) of a layer whose accumulators are at
+    most `acc_abs_max` in magnitude; `requantize(acc, out)` writes int8 rows.
 
-    def __init__(self, shape, dtype, in_offset, pad_t, pad_l, padded_h, padded_w, kh, kw,
-                 stride_h, stride_w, dil_h, dil_w, out_h, out_w):
-        n, h, w, c = shape
-        self.padded = np.zeros((n, padded_h, padded_w, c), dtype=dtype)  # the border stays 0
-        self.interior = self.padded[:, pad_t:pad_t + h, pad_l:pad_l + w, :]
-        self.in_offset = dtype(in_offset)
-        sn, sh, sw, sc = self.padded.strides
-        self.window_shape = (n, out_h, out_w, kh, kw, c)
-        self.window_strides = (sn, sh * stride_h, sw * stride_w, sh * dil_h, sw * dil_w, sc)
-        self.shape = (n * out_h * out_w, kh * kw * c)
-        # a 1x1 stride-1 conv without padding needs no copy: the input already is the matrix
-        self.direct = (kh == kw == 1 and stride_h == stride_w == 1 and padded_h == h and padded_w == w)
+    In float64 when that is exact: (acc + bias) is then an integer below 2^31 (no int32 wrap), and
+    with t = 31 - shift <= 44 the exact x = (acc + bias) * m / 2^t + 1/2 is either an integer
+    (then few significant bits: float64 holds it exactly) or at least 2^-t from one, while the two
+    roundings of the float64 product and sum err by under 2^-44 wherever |x| < 512; beyond that the
+    output clamps either way. Otherwise (large multipliers' inverse, wrapping sums) in int64."""
 
-    def __call__(self, x) -> np.ndarray:
-        np.add(x, self.in_offset, out=self.interior, casting="unsafe")
-        if self.direct:
-            return self.padded.reshape(self.shape)
-        # numpy's strided copy of the windows beats a hand loop here (measured)
-        windows = np.lib.stride_tricks.as_strided(self.padded, self.window_shape, self.window_strides,
-                                                  writeable=False)
-        return windows.reshape(self.shape)
+    def __init__(self, bias, multiplier, shift, out_offset: int, act_min: int, act_max: int,
+                 acc_abs_max: float):
+        bias = np.asarray(bias, dtype=np.int64)
+        m = np.asarray(multiplier, dtype=np.int64)
+        t = 31 - np.asarray(shift, dtype=np.int64)
+        wraps = acc_abs_max + float(np.abs(bias).max(initial=0)) >= 2.0 ** 31
+        self.in_float = bool(not wraps and t.max(initial=0) <= 44)
+        if self.in_float:
+            self.kernel = requantize_float
+            self.args = (bias.astype(np.float64), m.astype(np.float64) * np.exp2(-t.astype(np.float64)),
+                         float(out_offset), float(act_min), float(act_max))
+        else:
+            self.kernel = requantize_int
+            self.args = (bias, m, t, np.int64(1) << (t - 1), int(out_offset), int(act_min), int(act_max))
 
+    def __call__(self, acc: np.ndarray, out: np.ndarray) -> None:
+        self.kernel(acc, *self.args, out)
 
 
 @njit(cache=True)

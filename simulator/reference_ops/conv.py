@@ -76,8 +76,9 @@ def _window_params(graph: Graph, op: Operator, x_t: Tensor, w_t: Tensor, y_t: Te
 
 
 def _nhwc(v: np.ndarray, x_t: Tensor) -> np.ndarray:
-    """A batched NHWC value as one NHWC array (the batch axis merged into N)."""
-    return v.reshape((-1,) + tuple(x_t.shape[1:]))
+    """A batched NHWC value as one C-contiguous NHWC array (the batch axis merged into N; the
+    kernels read it flat)."""
+    return np.ascontiguousarray(v.reshape((-1,) + tuple(x_t.shape[1:])))
 
 
 def _weighted(graph: Graph, op: Operator, x_pos: int = 0):
@@ -103,21 +104,30 @@ def build_conv(graph: Graph, op: Operator):
     xi, yi = op.inputs[0], op.outputs[0]
     shape = tuple(y_t.shape)
     if groups == 1:
-        # one exact matrix product over the im2col rows (kernels_ref: matrix-product forms)
-        w_abs = np.abs(weights.reshape(-1, oc).astype(np.float64)).sum(axis=0).max(initial=0.0)
-        dtype = K.exact_float_type(float(w_abs), float(max(abs(-128 - p.in_zp), abs(127 - p.in_zp))))
-        w_mat = np.ascontiguousarray(weights.reshape(-1, oc).astype(dtype))
-        im2cols: dict[int, K.Im2col] = {}     # one buffer per batch size seen
-        requant = K.requantize_matrix
+        # an exact matrix product over the im2col rows, chunk by chunk (kernels_ref: accumulate,
+        # then requantize)
+        w_mat64 = weights.reshape(-1, oc).astype(np.float64)
+        in_abs = float(max(abs(-128 - p.in_zp), abs(127 - p.in_zp)))
+        w_abs = float(np.abs(w_mat64).sum(axis=0).max(initial=0.0))
+        dtype = K.exact_float_type(w_abs, in_abs)
+        w_mat = np.ascontiguousarray(w_mat64.astype(dtype))
+        offset = dtype(-p.in_zp)
+        requantize = K.Requantize(b, p.mult, p.shift, p.out_zp, p.act_min, p.act_max, w_abs * in_abs)
+        chunk = K.chunk_rows(w_mat.shape[0] + oc)
+        per_sample = p.out_h * p.out_w
 
         def run(values):
             x = _nhwc(values[xi], x_t)
-            im2col = im2cols.get(x.shape[0])
-            if im2col is None:
-                im2col = im2cols[x.shape[0]] = K.Im2col(x.shape, dtype, -p.in_zp, p.pad_t, p.pad_l, p.hp, p.wp,
-                                                        kh, kw, p.sh, p.sw, p.dh, p.dw, p.out_h, p.out_w)
-            acc = im2col(x) @ w_mat
-            y = requant(acc, b, p.mult, p.shift, p.out_zp, p.act_min, p.act_max)
+            rows = x.shape[0] * per_sample
+            y = np.empty((rows, oc), dtype=np.int8)
+            cols = np.empty((min(chunk, rows), w_mat.shape[0]), dtype=dtype)
+            acc = np.empty((cols.shape[0], oc), dtype=dtype)
+            for r0 in range(0, rows, chunk):
+                n = min(chunk, rows - r0)
+                K.im2col(x, offset, p.pad_t, p.pad_l, kh, kw, p.sh, p.sw, p.dh, p.dw, p.out_h, p.out_w, r0,
+                         cols[:n])
+                np.matmul(cols[:n], w_mat, out=acc[:n])
+                requantize(acc[:n], y[r0:r0 + n])
             values[yi] = y.reshape((-1,) + shape)
         return run, {}
 
@@ -134,15 +144,30 @@ def build_depthwise(graph: Graph, op: Operator):
     _, kh, kw, oc = w_t.shape
     dm = oc // ic if ic else 1
     p = _window_params(graph, op, x_t, w_t, y_t, kh, kw, oc)
-    weights = np.ascontiguousarray(w_t.data.astype(np.int32).reshape(kh, kw, oc))
-    b = bias(graph, op, 2, oc)
+    w64 = w_t.data.astype(np.float64).reshape(kh, kw, oc)
+    in_abs = float(max(abs(-128 - p.in_zp), abs(127 - p.in_zp)))
+    w_abs = float(np.abs(w64).sum(axis=(0, 1)).max(initial=0.0))
+    dtype = K.exact_float_type(w_abs, in_abs)
+    weights = np.ascontiguousarray(w64.astype(dtype))
+    offset = dtype(-p.in_zp)
+    requantize = K.Requantize(bias(graph, op, 2, oc), p.mult, p.shift, p.out_zp, p.act_min, p.act_max,
+                              w_abs * in_abs)
+    chunk = K.chunk_rows(oc)
+    per_sample = p.out_h * p.out_w
     xi, yi = op.inputs[0], op.outputs[0]
     shape = tuple(y_t.shape)
 
     def run(values):
-        xp = K.pad_offset_input(_nhwc(values[xi], x_t), np.int32(-p.in_zp), p.pad_t, p.pad_l, p.hp, p.wp)
-        values[yi] = K.depthwise_conv2d(xp, weights, b, p.mult, p.shift, p.out_zp, p.act_min, p.act_max,
-                                        p.sh, p.sw, p.dh, p.dw, p.out_h, p.out_w, dm).reshape((-1,) + shape)
+        x = _nhwc(values[xi], x_t)
+        rows = x.shape[0] * per_sample
+        y = np.empty((rows, oc), dtype=np.int8)
+        acc = np.empty((min(chunk, rows), oc), dtype=dtype)
+        for r0 in range(0, rows, chunk):
+            n = min(chunk, rows - r0)
+            K.depthwise_acc(x, offset, weights, p.pad_t, p.pad_l, p.sh, p.sw, p.dh, p.dw, p.out_h, p.out_w, dm,
+                            r0, acc[:n])
+            requantize(acc[:n], y[r0:r0 + n])
+        values[yi] = y.reshape((-1,) + shape)
     return run, {}
 
 
@@ -158,17 +183,20 @@ def build_fc(graph: Graph, op: Operator):
     weights = np.ascontiguousarray(w_t.data.astype(np.int32) - w_zp)
     b = bias(graph, op, 2, oc)
     xi, yi = op.inputs[0], op.outputs[0]
-    w_abs = np.abs(weights.astype(np.float64)).sum(axis=1).max(initial=0.0)
-    dtype = K.exact_float_type(float(w_abs), float(max(abs(-128 - in_zp), abs(127 - in_zp))))
+    in_abs = float(max(abs(-128 - in_zp), abs(127 - in_zp)))
+    w_abs = float(np.abs(weights.astype(np.float64)).sum(axis=1).max(initial=0.0))
+    dtype = K.exact_float_type(w_abs, in_abs)
     w_mat = np.ascontiguousarray(weights.T.astype(dtype))
     offset = dtype(-in_zp)
-    requant = K.requantize_matrix
+    requantize = K.Requantize(b, mult, shift, out_zp, act_min, act_max, w_abs * in_abs)
     shape = tuple(y_t.shape)
 
     def run(values):
         xo = values[xi].reshape(-1, k).astype(dtype)
         xo += offset
-        values[yi] = requant(xo @ w_mat, b, mult, shift, out_zp, act_min, act_max).reshape((-1,) + shape)
+        y = np.empty((xo.shape[0], oc), dtype=np.int8)
+        requantize(xo @ w_mat, y)
+        values[yi] = y.reshape((-1,) + shape)
     return run, {}
 
 
@@ -214,8 +242,9 @@ def build_batch_matmul(graph: Graph, op: Operator):
     xi, wi, yi = op.inputs[0], op.inputs[1], op.outputs[0]
     shape = tuple(y_t.shape)
     oc = shape[-1]
-    mult, shift = np.full(oc, m, dtype=np.int32), np.full(oc, sh, dtype=np.int32)
-    zeros = np.zeros(oc, dtype=np.int32)
+    depth = x_t.shape[-2] if adj_x else x_t.shape[-1]
+    requantize = K.Requantize(np.zeros(oc, dtype=np.int32), np.full(oc, m), np.full(oc, sh), zo, act_min, act_max,
+                              255.0 * 255.0 * depth)
     rank = len(shape)
 
     def operand(v, zp, adj, t):
@@ -224,6 +253,7 @@ def build_batch_matmul(graph: Graph, op: Operator):
 
     def run(values):
         acc = np.matmul(operand(values[xi], zx, adj_x, x_t), operand(values[wi], zw, adj_y, w_t))
-        values[yi] = K.requantize_matrix(np.ascontiguousarray(acc.reshape(-1, oc)), zeros, mult, shift,
-                                         zo, act_min, act_max).reshape((-1,) + shape)
+        y = np.empty((acc.size // oc, oc), dtype=np.int8)
+        requantize(np.ascontiguousarray(acc.reshape(-1, oc)), y)
+        values[yi] = y.reshape((-1,) + shape)
     return run, {}

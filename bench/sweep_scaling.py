@@ -7,19 +7,28 @@ overhead per variant.
     .venv/bin/python bench/sweep_scaling.py --quick        # a 12-variant sweep, 1 trial
 
 Every run starts from an empty build cache (the base model's config is cached, as it is after a
-sweep's first run) and new worker processes, so each pays TensorFlow's import once per worker;
-the Ray runs start a fresh local Ray on 127.0.0.1 with N CPUs (its start-up is not in wall s).
-"Second sweep of a session" is the same sweep run after a small warm-up sweep on the same Ray
-connection, as `mvpfarm sweep run A.toml B.toml` or a nightly suite runs them: its build workers
-have already imported TensorFlow.
+sweep's first run) and new worker processes, so each pays TensorFlow's import once per worker.
+Every Ray run, in every trial, starts a fresh local Ray on 127.0.0.1 with N CPUs and stops it
+after: "Ray, N workers" is the first sweep of a fresh Ray (the cold start: its build workers
+import TensorFlow during the sweep); "second sweep of a session" is the same sweep run after a
+small warm-up sweep on the same Ray connection, as `mvpfarm sweep run A.toml B.toml` or a nightly
+suite runs them: its build workers have already imported TensorFlow.
 The configurations of a trial run back to back and the trials are interleaved, so that the slow
 drifts of a shared machine hit every configuration alike; the table shows each configuration's
-median trial.
+median trial, and the load average (`os.getloadavg`) at the start and end of the run.
 
-Definitions: task time = summed build + profile time inside the workers (TensorFlow's import
-included: it is conversion work); overhead = wall time - task time / workers (worker start-up,
-scheduling, transfers, result writing, idle tails); efficiency = (variants/min with 2) /
-(2 x variants/min with 1), per trial.
+Definitions:
+- wall s: the pool's from creating the pool (its processes' start included) to the last result;
+  a cold Ray sweep's from the moment `ray.init` has returned (the local Ray is up) to the sweep's
+  return, i.e. the driver's planning, the build workers' warm-up and TensorFlow import, every
+  build and profile, and the result writing; a second sweep's is its own `fanout.run` call.
+  Ray's own start (`ray.init`: the GCS, the raylet, its prestarted workers) is the "Ray start s"
+  column: it is paid once per Ray, by 1 or 2 workers alike, and is not in wall s;
+- task time: the summed time inside the workers of every build, profile and warm-up task
+  (TensorFlow's import included, in a warm-up or in a first build: it is conversion work);
+- overhead = wall s - task time / workers: worker start-up, scheduling, transfers, the driver's
+  planning and result writing, idle workers (e.g. one waiting for the last build of the other);
+- efficiency = (variants/min with 2) / (2 x variants/min with 1), per trial.
 """
 from __future__ import annotations
 
@@ -105,20 +114,30 @@ def on_ray(sweep, n_cpus: int, work: Path, trial: int, warmup=None) -> dict:
     from orchestrator import fanout
     results = work / f"ray{n_cpus}-{trial}{'-warm' if warmup else ''}"
     shutil.copytree(work / "cache" / "base", results / "cache" / "base")
+    assert not ray.is_initialized()
+    t0 = time.perf_counter()
     fanout.connect(None, num_cpus=n_cpus)
+    t_up = time.perf_counter()
     try:
         if warmup is not None:
             fanout.run(warmup, results, progress=False)
+            t_up = time.perf_counter()
         r = fanout.run(sweep, results, progress=False)
+        wall_s = time.perf_counter() - t_up
     finally:
         ray.shutdown()
-    return {"wall_s": r.wall_s, "n": r.counts.profiled + r.counts.failed, "task_s": r.build_s + r.profile_s,
-            "convert_s": r.convert_s, "workers": n_cpus}
+    if r.n_built_warm != r.n_built:
+        print(f"  note: {r.n_built - r.n_built_warm} of {r.n_built} builds imported TensorFlow themselves",
+              file=sys.stderr)
+    return {"wall_s": wall_s, "n": r.counts.profiled + r.counts.failed,
+            "task_s": r.build_s + r.profile_s + r.warmup_s, "convert_s": r.convert_s + r.warmup_s,
+            "workers": n_cpus, "ray_start_s": t_up - t0 if warmup is None else None}
 
 
 def _row(name: str, r: dict) -> str:
     overhead_s = r["wall_s"] - r["task_s"] / r["workers"]
-    return (f"| {name} | {r['n']} | {r['wall_s']:.1f} | {r['n'] / r['wall_s'] * 60:.1f} | "
+    ray_start = f"{r['ray_start_s']:.1f}" if r.get("ray_start_s") is not None else ""
+    return (f"| {name} | {r['n']} | {ray_start} | {r['wall_s']:.1f} | {r['n'] / r['wall_s'] * 60:.1f} | "
             f"{r['convert_s'] / r['task_s']:.0%} | {overhead_s / r['n']:.3f} | {overhead_s / r['wall_s']:.1%} |")
 
 
@@ -128,6 +147,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=3, help="interleaved trials (default 3)")
     args = ap.parse_args()
     trials = 1 if args.quick else args.trials
+    load_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="mvpfarm-bench-"))
     try:
         f = work / "sweep.toml"
@@ -171,18 +191,23 @@ def main() -> None:
     eff_warm = efficiency("Ray, 1 worker, second sweep of a session", "Ray, 2 workers, second sweep of a session")
     eff_pool = efficiency("pool, 1 process, no Ray (peer)", "pool, 2 processes, no Ray (peer)")
     n = runs["Ray, 1 worker"][0]["n"]
+    load = " / ".join(f"{a:.1f}, {b:.1f}, {c:.1f}" for a, b, c in (load_start, os.getloadavg()))
     print(f"\nsweep: ds_cnn grid, {n} variants, simulator target, {os.cpu_count()} cores, "
-          f"median of {trials} interleaved trial(s)\n")
-    print("| configuration | variants | wall s | variants/min | TF conversion share | "
+          f"median of {trials} interleaved trial(s); load average (1, 5, 15 min) at start / end: {load}\n")
+    print("| configuration | variants | Ray start s | wall s | variants/min | TF conversion share | "
           "overhead s/variant | overhead share |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, rs in runs.items():
         print(_row(name, sorted(rs, key=lambda r: r["wall_s"])[len(rs) // 2]))
 
     def spread(xs: list[float]) -> str:
         return f"{statistics.median(xs):.0%} (trials: {', '.join(f'{x:.0%}' for x in xs)})"
-    print(f"\nscaling efficiency 1 -> 2 (goal >= 85%): Ray {spread(eff_ray)}; Ray, second sweep of a session "
-          f"{spread(eff_warm)}; no-Ray pool {spread(eff_pool)}")
+    print(f"\nscaling efficiency 1 -> 2 (goal >= 85%): Ray, first sweep of a fresh Ray {spread(eff_ray)}; "
+          f"Ray, second sweep of a session {spread(eff_warm)}; no-Ray pool {spread(eff_pool)}")
+    for name in ("Ray, 2 workers", "Ray, 2 workers, second sweep of a session"):
+        shares = [(r["wall_s"] - r["task_s"] / r["workers"]) / r["wall_s"] for r in runs[name]]
+        print(f"overhead share, {name} (goal < 5%): {statistics.median(shares):.1%} "
+              f"(trials: {', '.join(f'{x:.1%}' for x in shares)})")
 
 
 if __name__ == "__main__":

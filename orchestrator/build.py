@@ -37,11 +37,31 @@ CONVERTER_SETTINGS = {"version": 2, "batch": 1, "dense": "per-tensor", "weights"
 # adds a QUANTIZE/DEQUANTIZE pair around a SPLIT).
 
 
-# The environment a build worker process starts with. One worker per core: a conversion that
-# spread over every core would only contend with the other workers' (TensorFlow reads these when
-# it starts in the process).
+# The environment of a build worker process. One worker per core: a conversion that spread over
+# every core would only contend with the other workers' (TensorFlow reads these when it starts in
+# the process). Set by `as_build_worker` before TensorFlow's import.
 WORKER_ENV = {"MVPFARM_WORKER": "build", "TF_CPP_MIN_LOG_LEVEL": "3", "TF_NUM_INTRAOP_THREADS": "1",
               "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def as_build_worker() -> None:
+    """Makes this process a build worker (WORKER_ENV). Build tasks run in Ray's default worker
+    pool, which Ray prestarts, a worker per CPU, while the node starts; a runtime_env would give
+    them a pool of their own that Ray starts only when the first build asks for a worker (1-4 s
+    on this project's machine), so the environment is set here, in the process, before TensorFlow
+    is imported."""
+    os.environ.update(WORKER_ENV)
+
+
+def warm_up() -> None:
+    """Imports what a conversion needs (TensorFlow, Keras, the converter), so that a build
+    worker's first build does not: a build worker does this while the driver plans the sweep and
+    the base model builds."""
+    as_build_worker()
+    _import_tf()
+    import keras  # noqa: F401
+    from tensorflow.lite.python import lite  # noqa: F401
+    from tensorflow.python.framework import convert_to_constants  # noqa: F401
 
 
 class BuildError(Exception):

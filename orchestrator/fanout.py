@@ -7,6 +7,11 @@ hands its .tflite to the profile tasks through Ray's object store, not through t
 Profile tasks hold no CPU slot (see `profile_task`); a `Session` keeps one Ray connection over
 several sweeps, so that the later ones reuse build workers that have imported TensorFlow.
 
+A new connection's build workers are warm before the first build (`warm_up_builds`): builds run
+in Ray's default pool, whose workers Ray starts with the node, and as soon as Ray is up a warm-up
+task per CPU imports TensorFlow in them while the driver plans the sweep, opens the boards and
+the base model builds; the builds then find TensorFlow imported.
+
 Board targets (`kind = "board"`) go to a `device_agents.fleet.Fleet` per board kind: the
 cluster's board agents, or virtual boards started for the run. Each (variant, target) is one
 board job with a stable id; the board pool runs it on one board at a time, hands it to another
@@ -158,29 +163,61 @@ def worker_soft_limit(n_cpus: int) -> int:
 
 
 def _worker_env(role: str) -> dict:
-    return {"env_vars": dict(build.WORKER_ENV) if role == "build" else {"MVPFARM_WORKER": role}}
+    return {"env_vars": {"MVPFARM_WORKER": role}}
 
 
-@ray.remote(num_cpus=1, max_retries=BUILD_RETRIES, runtime_env=_worker_env("build"))
+_warmed_jobs: set[str] = set()
+
+
+def warm_up_builds(n_builds: int) -> list:
+    """Starts a warm-up task (`warm_up_task`) per CPU of the cluster, at most `n_builds`, once per
+    Ray job (a connection: its workers are its own): the build workers import TensorFlow while the
+    driver goes on. Returns their refs ([] when this connection is already warm)."""
+    job = ray.get_runtime_context().get_job_id()
+    if job in _warmed_jobs:
+        return []
+    _warmed_jobs.add(job)
+    n = min(n_builds, int(ray.cluster_resources().get("CPU", 0)))
+    return [warm_up_task.remote() for _ in range(n)]
+
+
+# Build-pool tasks (warm-up, base, build, train) have no runtime_env: Ray's default pool is the
+# one whose workers it prestarts, a worker per CPU (see build.as_build_worker), and a job's
+# actors take fresh workers of their own, never an idle build worker.
+@ray.remote(num_cpus=1, max_retries=0, scheduling_strategy="SPREAD")
+def warm_up_task() -> dict:
+    """Imports TensorFlow and the converter in a build worker (one CPU slot, as a build holds;
+    spread over the nodes). Not retried: a build on a worker lost here imports it itself."""
+    t0 = time.perf_counter()
+    build.warm_up()
+    return {"pid": os.getpid(), "warmup_s": time.perf_counter() - t0}
+
+
+@ray.remote(num_cpus=1, max_retries=BUILD_RETRIES)
 def base_config_task(base: dict, cache_dir: str) -> dict:
+    build.as_build_worker()
     return build.base_config(base, cache_dir)
 
 
-@ray.remote(num_cpus=1, max_retries=BUILD_RETRIES, num_returns=2, runtime_env=_worker_env("build"))
+@ray.remote(num_cpus=1, max_retries=BUILD_RETRIES, num_returns=2)
 def build_task(spec: dict, build_settings: dict, cache_dir: str):
+    build.as_build_worker()
+    warm = "tensorflow" in sys.modules            # imported by a warm-up or an earlier build
     t0 = time.perf_counter()
     meta, data = build.build_variant(spec, build_settings, cache_dir)
     meta["build_s"] = time.perf_counter() - t0
     meta["pid"] = os.getpid()
+    meta["worker_warm"] = warm
     return meta, data
 
 
-@ray.remote(num_cpus=1, max_retries=MAX_RETRIES, num_returns=2, runtime_env=_worker_env("build"))
+@ray.remote(num_cpus=1, max_retries=MAX_RETRIES, num_returns=2)
 def train_task(spec: dict, data: dict, data_sha256: str, train: dict, metric: str, search_path: list,
                cache_dir: str, epochs=None):
     """Trains a variant once per seed (cached by content) in the build workers' pool: TensorFlow
     single-threaded, one task per CPU. `epochs` (an `EpochCounter`) counts finished epochs."""
     from orchestrator import training
+    build.as_build_worker()
     on_epoch = (lambda: epochs.add.remote()) if epochs is not None else None
     meta, models = training.train_variant(spec, data, data_sha256, train, metric, search_path, None,
                                           cache_dir, on_epoch=on_epoch)
@@ -277,6 +314,7 @@ class RunResult:
     counts: Counts
     wall_s: float = 0.0
     build_s: float = 0.0            # summed over build tasks (model construction + conversion)
+    warmup_s: float = 0.0           # summed over warm-up tasks (TensorFlow's import in build workers)
     convert_s: float = 0.0          # summed TensorFlow conversion time
     profile_s: float = 0.0          # summed simulator time
     n_built: int = 0                # conversions run (cache hits excluded)
@@ -285,6 +323,8 @@ class RunResult:
     n_cpus: float = 0.0
     profile_workers_with_tf: set = field(default_factory=set)
     build_pids: set = field(default_factory=set)      # worker processes that ran conversions
+    warm_pids: set = field(default_factory=set)       # build workers warmed up by this run
+    n_built_warm: int = 0           # conversions that found TensorFlow imported in their worker
     boards: list[dict] = field(default_factory=list)  # board states at the end (BoardStatus dicts)
     board_notes: list[str] = field(default_factory=list)   # where each target's boards came from
 
@@ -335,6 +375,8 @@ def run(sweep: Sweep, results_dir: str | Path = "results", address: str | None =
             started = connect(address, num_cpus, resources=_virtual_board_resources(board_targets),
                               progress=progress)
         t0 = time.perf_counter()
+        # before the boards, the base and the plan: the build workers import TensorFlow meanwhile
+        warm_refs = warm_up_builds(len(jobs))
         fleets: dict = {}
         run_started = False
         try:
@@ -342,6 +384,7 @@ def run(sweep: Sweep, results_dir: str | Path = "results", address: str | None =
             # cannot measure on them stops at once, without creating or touching the run
             fleets = _open_fleets(sweep, board_targets, board_config, result)
             runner = _Runner(sweep, db, cache_dir, versions, result, fleets, data)
+            runner.pending.update({ref: ("warm",) for ref in warm_refs})
             runner.prepare()              # the base's config; data checked against it
             start_run()
             run_started = True
@@ -455,7 +498,7 @@ class _Runner:
         self.board_results: queue.SimpleQueue = queue.SimpleQueue()   # filled by the pools' threads
         self.versions = versions
         self.build_settings = sweep.build.as_dict()
-        self.pending: dict = {}            # ObjectRef -> ("build", key) | ("profile", job, target, meta)
+        self.pending: dict = {}            # ObjectRef -> ("warm",) | ("build", key) | ("profile", job, target, meta)
         self.waiting: dict[str, list[_Job]] = {}    # spec key -> jobs sharing that build
         self.to_build: list[tuple[str, dict]] = []   # (spec key, spec) not yet submitted
         self.n_building = 0
@@ -601,6 +644,7 @@ class _Runner:
             self.result.build_s += meta.get("build_s", 0.0)
             self.result.convert_s += meta.get("convert_s", 0.0)
             self.result.build_pids.add(meta.get("pid"))
+            self.result.n_built_warm += bool(meta.get("worker_warm"))
         if "seeds" in meta:
             self.counts.trained += 1
         data = None
@@ -700,6 +744,14 @@ class _Runner:
                 return
 
     def _handle(self, ref, what: tuple) -> None:
+        if what[0] == "warm":
+            try:
+                res = ray.get(ref)
+            except ray.exceptions.RayError:
+                return              # a lost warm-up costs nothing: the builds import TensorFlow themselves
+            self.result.warmup_s += res["warmup_s"]
+            self.result.warm_pids.add(res["pid"])
+            return
         if what[0] == "build":
             _, key, data_ref = what
             self.n_building -= 1

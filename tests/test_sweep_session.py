@@ -40,6 +40,11 @@ def test_later_sweeps_are_built_by_the_first_sweeps_workers(tmp_path):
     assert (first.n_built, first.n_cached) == (2, 0) and (second.n_built, second.n_cached) == (1, 1)  # one base
     # one CPU, one build worker: the second sweep's build ran in the process the first one started
     assert len(first.build_pids) == 1 and second.build_pids == first.build_pids
+    # the first sweep warmed that worker up as soon as Ray was up: it imported TensorFlow there, and
+    # every build found it imported; the second sweep's connection was warm already
+    assert first.warm_pids == first.build_pids and first.warmup_s > 0
+    assert (first.n_built_warm, second.n_built_warm) == (first.n_built, second.n_built)
+    assert second.warm_pids == set() and second.warmup_s == 0
     # again: nothing left to measure, so the session starts no Ray for it
     import ray
     ray_up = []

@@ -12,7 +12,8 @@ docs/supported_operators.md, with the numbers filled in from the hardware data
 `CHECKS` registers each check under the operators it applies to, with what it needs (`NEEDS_*`)
 and what failing it does (`REFUSES`: the layer runs on the CPU kernel and is reported
 unsupported; `FLAGS`: the vendor simulator reports it unsupported, but the MVP runs it; `ROUTES`:
-the kernel quietly hands it to the CPU). The planners ask the registry (`first_failure`) and never
+the kernel quietly hands it to the CPU; `WARNS`: the MVP runs it and the vendor reports it
+supported, but it computes something else than TFLite Micro: the layer's note says what). The planners ask the registry (`first_failure`) and never
 call a check themselves.
 """
 from __future__ import annotations
@@ -43,7 +44,7 @@ NUMBERS = {"dim_max": MVP.dim_size_max, "stride_min": MVP.dim_stride_min, "strid
 # what needs a check has beyond the layer's parameters
 NEEDS_PARAMS, NEEDS_PATHS, NEEDS_PROGRAMS = "params", "paths", "programs"
 # what failing a check does
-REFUSES, FLAGS, ROUTES = "refuses", "flags", "routes"
+REFUSES, FLAGS, ROUTES, WARNS = "refuses", "flags", "routes", "warns"
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,16 @@ def check_fc_large_input_flagged(p) -> Refusal | None:
     return None
 
 
+def check_fc_output_2d(p) -> Refusal | None:
+    """fully_connected: a 3-D output (keep_num_dims, a Dense layer on a 3-D input, 1 x T x U) runs on the MVP with the vendor's kernel reading batches and units from output dims 0 and 1 (1 and T): it computes T values from input row 0 (weight rows past U read what follows the weights, the bias wraps) and leaves the other T*U - T outputs unwritten, so the board's outputs differ from TFLite Micro's. The vendor reports the layer supported; the emulator follows its program and leaves unwritten outputs at 0. Reshape to 2-D (or Flatten) before the Dense layer to get TFLM's numbers on the MVP."""
+    if p.fc_layer_units:
+        return _refusal("Dense on a 3-D input: the MVP kernel computes the wrong outputs",
+                        f"output {'x'.join(map(str, p.output_shape))}: the MVP kernel computes {p.units} of "
+                        f"{p.units * p.fc_layer_units} values (batches {p.batches}, units {p.units} from "
+                        f"the output's dims 0 and 1), the rest stay unwritten")
+    return None
+
+
 # ---------------------------------------------------------------- pooling
 
 def check_pool_path(p, paths) -> Refusal | None:
@@ -258,14 +269,14 @@ CHECKS: dict[str, list[Callable]] = {
     "depthwise_conv_2d": [check_depthwise_output_stride, check_depthwise_generic_row_stride, check_depthwise_path,
                           check_depthwise_prepare_alignment],
     "fully_connected": [check_fc_weight_zero_point, check_fc_units, check_fc_accum_factorizable,
-                        check_fc_large_input_flagged, check_fc_bias_fp16],
+                        check_fc_large_input_flagged, check_fc_bias_fp16, check_fc_output_2d],
     "average_pool_2d, max_pool_2d": [check_pool_path],
     "add, mul": [check_add_same_shape],
 }
 NEEDS = {check_programs_fit: NEEDS_PROGRAMS, check_depthwise_path: NEEDS_PATHS,
          check_depthwise_generic_row_stride: NEEDS_PATHS,
          check_depthwise_prepare_alignment: NEEDS_PATHS, check_pool_path: NEEDS_PATHS}
-EFFECT = {check_depthwise_prepare_alignment: FLAGS, check_fc_large_input_flagged: FLAGS,
+EFFECT = {check_depthwise_prepare_alignment: FLAGS, check_fc_large_input_flagged: FLAGS, check_fc_output_2d: WARNS,
           check_add_same_shape: ROUTES}
 
 for _checks in CHECKS.values():

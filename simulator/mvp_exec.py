@@ -451,6 +451,11 @@ def compile_layer(graph: Graph, op: Operator, plan) -> MvpLayer:
         input_ids = (op.inputs[0], op.inputs[1])
     if has_weights:
         sizes["filter"] = (ins[1].n_elements, 1)
+        if code == "fully_connected":
+            # keep_num_dims: the vendor's program walks T weight rows, past the layer's U when
+            # T > U (what follows the weights in flash; zeros here: check_fc_output_2d)
+            p = mvp_plan.layer_params(graph, op)
+            sizes["filter"] = (max(ins[1].n_elements, p.units * p.accum), 1)
         for name in ("bias", "scaler"):
             if name in consts:
                 sizes[name] = (2 * consts[name].size, 2)

@@ -38,8 +38,9 @@ ORACLE_NONE, ORACLE_MVP = _oracle("none"), _oracle("mvp")
 # Models the oracle cannot run, with the reason (TensorFlow Lite's interpreter is their peer below)
 NO_ORACLE = {"dot_attention.tflite": "MLTK 0.20's TFLite Micro has no BATCH_MATMUL kernel (its run fails)"}
 # Known deviations of the MVP mode from the vendor simulator, kept visible (strict: a fix shows)
-KNOWN_MVP = {name: "a Dense layer on a 3-D input (FULLY_CONNECTED, keep_num_dims): the vendor's MVP kernel does "
-                   "not compute all rows as TFLM does, and the program model plans every row"
+KNOWN_MVP = {name: "a Dense layer on a 3-D input (FULLY_CONNECTED, keep_num_dims): the vendor's MVP kernel "
+                   "writes T of the T*U outputs and leaves the rest as stale arena memory (nonzero in its "
+                   "simulator, 0 in the emulator); test_dense_on_3d_input_follows_the_vendor_kernel checks the rest"
              for name in ("reduce_sum_mean_1d.tflite", "stack_split.tflite")}
 WITH_ORACLE = [p for p in MODELS if p.name not in NO_ORACLE]
 # Where TensorFlow Lite's reference kernels compute something else than TFLM (the oracle decides)
@@ -129,3 +130,28 @@ def test_an_operator_without_a_kernel_is_refused_by_name():
     for accelerator in ("none", "mvp"):
         with pytest.raises(ModelError, match=rf"layer {op.index} \(unidirectional_sequence_lstm\): op not supported"):
             compile_model(g, accelerator)
+
+
+def test_dense_on_3d_input_follows_the_vendor_kernel():
+    """The vendor's MVP fully connected kernel takes batches and units from the output's dims 0
+    and 1: on stack_split's 1x8x12 Dense output it computes the first 8 values (row 0, units
+    0..7) and writes nothing else. The emulator runs that program: the values it writes equal the
+    vendor simulator's (the model's first output starts with them), the profile warns with the
+    check's reason, and the accelerator cycles equal the vendor simulator's on both fixtures."""
+    from simulator import mvp_checks
+    from simulator.profiler import profile_file
+    record = ORACLE_MVP["stack_split.tflite"]
+    mine = emulate_file(OPS / "stack_split.tflite", "mvp", record["seed"], len(record["results"]))
+    reference = emulate_file(OPS / "stack_split.tflite", "none", record["seed"], len(record["results"]))
+    for want, got, ref in zip(record["results"], mine["results"], reference["results"]):
+        assert got["output"][:8] == want["output"][:8] == ref["output"][:8]
+        assert got["output"][8:12] == [0] * 4 != want["output"][8:12]     # unwritten: 0 here, stale there
+    profiles = {json.loads(line)["model"]: json.loads(line) for line in (OPS / "mltk_sim.jsonl").read_text().splitlines()}
+    for name, vendor in profiles.items():
+        rec = profile_file(OPS / name, "mvp", timing="vendor-sim")
+        fc = [L for L in rec.layers if L.opcode == "fully_connected"]
+        want = [L["accelerator_cycles"] for L in vendor["layers"] if L["opcode"] == "fully_connected"]
+        assert [L.accelerator_cycles for L in fc] == want, name
+        assert all(L.supported and L.reason is None for L in fc), name     # as the vendor reports it
+        assert all("Dense on a 3-D input" in (L.note or "") for L in fc), name
+    assert mvp_checks.check_fc_output_2d in mvp_checks.checks_for("fully_connected", effect=mvp_checks.WARNS)

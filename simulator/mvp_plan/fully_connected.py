@@ -79,8 +79,10 @@ def plan_fc(p: LayerParams) -> LayerPlan:
         refusal = checks.first_failure("fully_connected", p, programs, needs=checks.NEEDS_PROGRAMS)
         if refusal:
             return LayerPlan.refused(refusal, "fully_connected/cmsis")
+        warned = checks.first_failure("fully_connected", p, effect=checks.WARNS)
         return LayerPlan(True, None, "fully_connected/mvp", merge(programs), runs_on_mvp=True,
-                         expand=lambda: (pr for pr, _ in programs), cpu_work=work)
+                         expand=lambda: (pr for pr, _ in programs), cpu_work=work,
+                         note=f"{warned.reason}: {warned.limit}" if warned else None)
     bias = np.frombuffer(p.bias_f16, dtype=np.float16) if p.bias_f16 else np.zeros(p.units, np.float16)
 
     def expand():

@@ -54,6 +54,7 @@ class LayerParams:
     input2_shape: tuple = ()
     output_shape: tuple = ()
     batches: int = 1
+    fc_layer_units: int = 0     # fully_connected with keep_num_dims: the layer's own units (weight rows)
     h_in: int = 1
     w_in: int = 1
     c_in: int = 1
@@ -147,6 +148,11 @@ def layer_params(graph: Graph, op: Operator) -> LayerParams:
         w = ins[1]
         p.units, p.accum = w.shape[0], w.shape[-1]
         p.batches = x.n_elements // max(1, p.accum)
+        if len(out.shape) > 2:
+            # keep_num_dims (a Dense layer on a 3-D input): the vendor's kernel takes its batches
+            # and units from output dims 0 and 1, not from the weights (sl_mvp_ml_fully_connected.c):
+            # it programs 1 batch of T "units" (check_fc_output_2d says what that computes)
+            p.fc_layer_units, p.batches, p.units = p.units, out.shape[0], out.shape[1]
         if w.zero_point is not None and len(w.zero_point):
             p.weight_zero_point = int(np.max(np.abs(w.zero_point)))
         p.weight_scale = first_scale(w)

@@ -429,7 +429,7 @@ def im2col(x, in_offset, pad_t, pad_l, kh, kw, stride_h, stride_w, dil_h, dil_w,
                 src = flat[((b * h + iy) * w + ix0) * c:]
                 for j in range(span):
                     dst[j] = src[j] + in_offset
-            else:
+            elif c >= 16:
                 for kx in range(kw):
                     ix = ix0 + kx * dil_w
                     tap = dst[kx * c:(kx + 1) * c]
@@ -439,6 +439,13 @@ def im2col(x, in_offset, pad_t, pad_l, kh, kw, stride_h, stride_w, dil_h, dil_w,
                             tap[ch] = src[ch] + in_offset
                     else:
                         tap[:] = 0
+            else:       # a few channels per tap: plain indexing beats making two slices a tap
+                src0 = (b * h + iy) * w * c
+                for kx in range(kw):
+                    ix = ix0 + kx * dil_w
+                    inside = ix >= 0 and ix < w
+                    for ch in range(c):
+                        dst[kx * c + ch] = flat[src0 + ix * c + ch] + in_offset if inside else 0
 
 
 @njit(cache=True)

@@ -89,9 +89,9 @@ def test_run_model_reports_layers():
 def test_unsupported_op_names_op_and_layer():
     from simulator.emulator import compile_model
     g = read_model_file(DATA / "zoo" / "tflite_micro_speech.tflite")
-    g.operators[1].opcode = "gelu"   # a graph the emulator has no kernel for
+    g.operators[1].opcode = "no_such_op"   # a graph the emulator has no kernel for (no TFLite opcode has this name)
     g.sha256 = "modified"
-    with pytest.raises(ModelError, match=r"layer 1 \(gelu\): op not supported"):
+    with pytest.raises(ModelError, match=r"layer 1 \(no_such_op\): op not supported"):
         compile_model(g, "none")
 
 

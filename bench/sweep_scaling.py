@@ -180,7 +180,10 @@ def main() -> None:
         for t in range(trials):
             for name, fn in configs.items():
                 runs[name].append(fn(t))
-                print(f"trial {t + 1}/{trials}: {name}: {runs[name][-1]['wall_s']:.1f} s", file=sys.stderr)
+                r = runs[name][-1]
+                overhead_s = r["wall_s"] - r["task_s"] / r["workers"]
+                print(f"trial {t + 1}/{trials}: {name}: {r['wall_s']:.1f} s, overhead {overhead_s / r['wall_s']:.1%}, "
+                      f"load {os.getloadavg()[0]:.1f}", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

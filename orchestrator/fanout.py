@@ -166,24 +166,27 @@ def _worker_env(role: str) -> dict:
     return {"env_vars": {"MVPFARM_WORKER": role}}
 
 
-_warmed_jobs: set[str] = set()
+_warmed: set[tuple[str, str]] = set()      # (job, driver's node): connections warmed up
 
 
 def warm_up_builds(n_builds: int) -> list:
     """Starts a warm-up task (`warm_up_task`) per CPU of the cluster, at most `n_builds`, once per
-    Ray job (a connection: its workers are its own): the build workers import TensorFlow while the
+    connection (a Ray job: its workers are its own): the build workers import TensorFlow while the
     driver goes on. Returns their refs ([] when this connection is already warm)."""
-    job = ray.get_runtime_context().get_job_id()
-    if job in _warmed_jobs:
+    ctx = ray.get_runtime_context()
+    # a fresh local Ray numbers its first job 01000000 again: the node id tells two Rays apart
+    connection = (ctx.get_job_id(), ctx.get_node_id())
+    if connection in _warmed:
         return []
-    _warmed_jobs.add(job)
+    _warmed.add(connection)
     n = min(n_builds, int(ray.cluster_resources().get("CPU", 0)))
     return [warm_up_task.remote() for _ in range(n)]
 
 
 # Build-pool tasks (warm-up, base, build, train) have no runtime_env: Ray's default pool is the
-# one whose workers it prestarts, a worker per CPU (see build.as_build_worker), and a job's
-# actors take fresh workers of their own, never an idle build worker.
+# one whose workers it prestarts, a worker per CPU (see build.as_build_worker). Actors (virtual
+# boards, the epoch counter) are in that pool too, but an actor gets a new worker process, not an
+# idle build worker (measured with ray 2.60).
 @ray.remote(num_cpus=1, max_retries=0, scheduling_strategy="SPREAD")
 def warm_up_task() -> dict:
     """Imports TensorFlow and the converter in a build worker (one CPU slot, as a build holds;

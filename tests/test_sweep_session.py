@@ -24,13 +24,14 @@ accelerator = "mvp"
 """
 
 
+def _file(tmp_path, name: str, level: float):
+    f = tmp_path / f"{name}.toml"
+    f.write_text(SWEEP.format(name=name, level=level))
+    return f
+
+
 def _files(tmp_path):
-    out = []
-    for name, level in (("first", 0.5), ("second", 0.25)):
-        f = tmp_path / f"{name}.toml"
-        f.write_text(SWEEP.format(name=name, level=level))
-        out.append(f)
-    return out
+    return [_file(tmp_path, name, level) for name, level in (("first", 0.5), ("second", 0.25))]
 
 
 def test_later_sweeps_are_built_by_the_first_sweeps_workers(tmp_path):
@@ -51,11 +52,17 @@ def test_later_sweeps_are_built_by_the_first_sweeps_workers(tmp_path):
     again = api.run_sweeps(_files(tmp_path), tmp_path / "results", num_cpus=1, progress=False, report=False,
                            on_result=lambda r: ray_up.append(ray.is_initialized()))
     assert [(r.n_skipped, r.counts.total) for r in again] == [(2, 0), (2, 0)] and ray_up == [False, False]
+    # a new Ray in the same process (it numbers its job as the first one did) is warmed up again
+    (third,) = api.run_sweeps([_file(tmp_path, "third", 0.75)], tmp_path / "results", num_cpus=1, progress=False,
+                              report=False)
+    assert third.n_built == 1 and len(third.warm_pids) == 1 and third.n_built_warm == 1
+    assert third.warm_pids.isdisjoint(first.warm_pids)
     with sqlite3.connect(tmp_path / "results" / "mvpfarm.sqlite") as con:
         rows = con.execute("SELECT r.name, m.variant, m.status FROM measurements m JOIN runs r USING (run_id) "
                            "ORDER BY r.name, m.variant").fetchall()
     assert rows == [("first", "base", "measured"), ("first", "dense_units=0.5", "measured"),
-                    ("second", "base", "measured"), ("second", "dense_units=0.25", "measured")]
+                    ("second", "base", "measured"), ("second", "dense_units=0.25", "measured"),
+                    ("third", "base", "measured"), ("third", "dense_units=0.75", "measured")]
 
 
 def test_the_cli_checks_every_file_before_running_any(tmp_path, capsys):

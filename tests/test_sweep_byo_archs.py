@@ -35,12 +35,12 @@ ARCHS = {
         "strides=2": r"'expanded_conv_8_depthwise': its 2x2 input is smaller than its 3x3 window",
         "dense_units=0.5": r"the model has no Dense layers \(it has 25 Conv2D, 11 DepthwiseConv2D\)"}, [1, 2]),
     "resnet3": ('{ builder = "byo_models:resnet3" }', [2], {
-        "dense_units=0.5": r"no hidden Dense layers \(only the output layer 'dense(_\d+)?'\)"}, [1, 10]),
+        "dense_units=0.5": r"no hidden Dense layers \(only the output layer 'dense'\)"}, [1, 10]),
     "resnet8": ('{ builtin = "resnet8" }', [2], {
-        "dense_units=0.5": r"no hidden Dense layers \(only the output layer 'dense(_\d+)?'\)"}, [1, 10]),
+        "dense_units=0.5": r"no hidden Dense layers \(only the output layer 'dense'\)"}, [1, 10]),
     "conv1d_kws": ('{ builder = "byo_models:conv1d_kws" }', [2], {}, [1, 12]),
     "sepconv": ('{ builder = "byo_models:sepconv" }', [2], {
-        "dense_units=0.5": r"no hidden Dense layers \(only the output layer 'dense(_\d+)?'\)"}, [1, 4]),
+        "dense_units=0.5": r"no hidden Dense layers \(only the output layer 'dense'\)"}, [1, 4]),
     "lstm_kws": ('{ builder = "byo_models:lstm_kws" }', [1, 2], {
         "strides=2": r"only 1 place where a stride can double on every path \('conv1d'\), fewer than 2"}, [1, 4]),
 }

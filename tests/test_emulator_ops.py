@@ -4,6 +4,7 @@ oracle's `none` outputs), within a step of TensorFlow Lite's reference kernels, 
 bounds of test_emulator_mvp.py in `mvp` mode; a layer it cannot run is refused naming it."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -17,7 +18,9 @@ from simulator.tflite_reader import read_model_file
 
 OPS = Path(__file__).parent / "data" / "ops"
 SURVEY_DIR = OPS / "survey"       # one model per standard Keras layer (tests/ops/survey.py)
-MODELS = sorted(OPS.glob("*.tflite"))
+CURATED = sorted(OPS.glob("*.tflite"))
+SURVEY = sorted(SURVEY_DIR.glob("*.tflite"))
+MODELS = CURATED + SURVEY
 
 
 def _records() -> list[dict]:
@@ -36,13 +39,37 @@ def _oracle(accelerator: str) -> dict[str, dict]:
 
 ORACLE_NONE, ORACLE_MVP = _oracle("none"), _oracle("mvp")
 # Models the oracle cannot run, with the reason (TensorFlow Lite's interpreter is their peer below)
-NO_ORACLE = {"dot_attention.tflite": "MLTK 0.20's TFLite Micro has no BATCH_MATMUL kernel (its run fails)"}
+_NO_BATCH_MATMUL = "MLTK 0.20's TFLite Micro has no BATCH_MATMUL kernel (its run fails)"
+NO_ORACLE = {
+    "dot_attention.tflite": _NO_BATCH_MATMUL, "attention.tflite": _NO_BATCH_MATMUL,
+    "multiheadattention.tflite": _NO_BATCH_MATMUL,
+    "activation_gelu.tflite": "MLTK 0.20's TFLite Micro has no GELU kernel (its run fails)",
+    "gelu_approximate_true.tflite": "MLTK 0.20's TFLite Micro has no GELU kernel (its run fails)",
+    "activation_mish.tflite": "int8 EXP and LOG: no TFLite Micro kernel (its run fails; the emulator refuses them)",
+    "activation_softplus.tflite": "int8 EXP and LOG: no TFLite Micro kernel (its run fails; the emulator refuses them)",
+    "activation_selu.tflite": "int8 GREATER/EXP/SELECT: its run fails (the emulator refuses them)",
+    "embedding.tflite": "the Embedding's index path (DEQUANTIZE, CAST to int32, LESS, SELECT, GATHER): its run fails",
+    "upsampling1d.tflite": "MLTK 0.20's TFLite Micro has no TILE kernel (Keras 3's UpSampling nearest; its run fails)",
+    "upsampling2d_nearest.tflite": "MLTK 0.20's TFLite Micro has no TILE kernel (Keras 3's UpSampling nearest; "
+                                   "its run fails)",
+}
+# Survey models whose oracle run fails in one mode (twice, so not at random) though it runs the same
+# operators in other models; compared in the mode that ran, and with TensorFlow Lite in the other
+ORACLE_CRASHED = {"average.tflite": "mvp", "cropping1d.tflite": "none", "globalaveragepooling1d.tflite": "none"}
+# Layers whose operators the emulator does not run yet: refused by name (docs/keras_layers.md)
+REFUSED = {"LayerNormalization": "squared_difference", "Activation('mish')": "exp",
+           "Activation('softplus')": "exp", "Activation('selu')": "greater"}
 # Known deviations of the MVP mode from the vendor simulator, kept visible (strict: a fix shows)
 KNOWN_MVP = {name: "a Dense layer on a 3-D input (FULLY_CONNECTED, keep_num_dims): the vendor's MVP kernel "
                    "writes T of the T*U outputs and leaves the rest as stale arena memory (nonzero in its "
                    "simulator, 0 in the emulator); test_dense_on_3d_input_follows_the_vendor_kernel checks the rest"
-             for name in ("reduce_sum_mean_1d.tflite", "stack_split.tflite")}
+             for name in ("reduce_sum_mean_1d.tflite", "stack_split.tflite", "dense_3_d_input.tflite")}
 WITH_ORACLE = [p for p in MODELS if p.name not in NO_ORACLE]
+# The refused layers' models (the oracle runs LayerNormalization's: a gap the table shows)
+REFUSED_FILES = {"layernormalization.tflite", "activation_mish.tflite", "activation_softplus.tflite",
+                 "activation_selu.tflite"}
+ORACLE_NONE_MODELS = [p for p in WITH_ORACLE if p.name in ORACLE_NONE and p.name not in REFUSED_FILES]
+ORACLE_MVP_MODELS = [p for p in WITH_ORACLE if p.name in ORACLE_MVP and p.name not in REFUSED_FILES]
 # Where TensorFlow Lite's reference kernels compute something else than TFLM (the oracle decides)
 TFLITE_DIFFERS = {"reduce_sum_mean_1d.tflite": "TensorFlow Lite's reference SUM skips the rescale of a same-scale "
                                                "sum; TFLite Micro (the oracle) matches the emulator"}
@@ -53,16 +80,54 @@ TFLITE_TIES = {"resize_bilinear_align_corners.tflite": 0.75, "resize_bilinear_ha
 
 
 def test_every_fixture_has_oracle_outputs_and_its_operators_run():
-    assert len(MODELS) >= 8
-    assert set(ORACLE_NONE) == set(ORACLE_MVP) == {p.name for p in WITH_ORACLE}
+    assert len(CURATED) >= 8 and len(SURVEY) >= 60
+    curated = {p.name for p in CURATED if p.name not in NO_ORACLE}
+    assert curated <= set(ORACLE_NONE) and curated <= set(ORACLE_MVP)
+    for p in SURVEY:
+        if p.name in NO_ORACLE:
+            assert p.name not in ORACLE_NONE and p.name not in ORACLE_MVP, f"{p.name} runs in the oracle now"
+        else:
+            modes = {"none": p.name in ORACLE_NONE, "mvp": p.name in ORACLE_MVP}
+            assert all(ok or ORACLE_CRASHED.get(p.name) == m for m, ok in modes.items()), p.name
     ops = {op.opcode for p in MODELS for op in read_model_file(p).operators}
     for want in ("reduce_max", "sum", "mean", "transpose", "strided_slice", "sub", "maximum", "minimum",
                  "hard_swish", "leaky_relu", "logistic", "pack", "unpack", "split", "split_v", "batch_matmul",
-                 "elu", "prelu", "resize_nearest_neighbor", "resize_bilinear"):
+                 "elu", "prelu", "gelu", "resize_nearest_neighbor", "resize_bilinear", "tile", "cast", "less",
+                 "select", "gather"):
         assert want in ops and want in OPERATORS, want
 
 
-@pytest.mark.parametrize("path", WITH_ORACLE, ids=[p.name for p in WITH_ORACLE])
+def _survey():
+    spec = importlib.util.spec_from_file_location("ops_survey", Path(__file__).parent / "ops" / "survey.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_keras_layer_table_is_fresh_and_names_what_cannot_run():
+    """docs/keras_layers.md is what tests/ops/survey.py --doc writes from the survey and today's
+    emulator; every converted layer runs in both modes except REFUSED, which are refused naming
+    the operator (and the LSTM that is not unrolled, which this converter cannot convert)."""
+    survey = _survey()
+    records = survey.load_survey()
+    text = survey.table_markdown(records)
+    assert (Path(__file__).parent.parent / "docs" / "keras_layers.md").read_text() == text, \
+        "docs/keras_layers.md is stale: run .venv/bin/python tests/ops/survey.py --doc"
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| Keras") and not line.startswith("| ---")}
+    converted = [r for r in records if r["converted"]]
+    assert len(converted) >= 60
+    assert [r["layer"] for r in records if not r["converted"]] == ["LSTM (not unrolled)"]
+    assert {survey.file_name(layer) + ".tflite" for layer in REFUSED} == REFUSED_FILES
+    for r in converted:
+        none, mvp = rows[r["layer"]][2], rows[r["layer"]][3]
+        if r["layer"] in REFUSED:
+            assert none.startswith("no: layer") and f"({REFUSED[r['layer']]})" in none and mvp.startswith("no: layer")
+        else:
+            assert none == mvp == "runs", r["layer"]
+
+
+@pytest.mark.parametrize("path", ORACLE_NONE_MODELS, ids=[p.name for p in ORACLE_NONE_MODELS])
 def test_reference_mode_equals_tflite_micro(path):
     record = ORACLE_NONE[path.name]
     mine = emulate_file(path, "none", record["seed"], len(record["results"]))
@@ -71,7 +136,7 @@ def test_reference_mode_equals_tflite_micro(path):
         assert np.array_equal(np.asarray(want["output"]), np.asarray(got["output"])), path.name
 
 
-@pytest.mark.parametrize("path", WITH_ORACLE, ids=[p.name for p in WITH_ORACLE])
+@pytest.mark.parametrize("path", ORACLE_MVP_MODELS, ids=[p.name for p in ORACLE_MVP_MODELS])
 def test_mvp_mode_matches_the_vendor_simulator(path):
     if path.name in KNOWN_MVP:
         pytest.xfail(KNOWN_MVP[path.name])
@@ -79,7 +144,7 @@ def test_mvp_mode_matches_the_vendor_simulator(path):
     mine = emulate_file(path, "mvp", record["seed"], len(record["results"]))
     w = np.concatenate([np.asarray(r["output"], dtype=np.float64) for r in record["results"]])
     g = np.concatenate([np.asarray(r["output"], dtype=np.float64) for r in mine["results"]])
-    assert np.abs(w - g).max() <= 1 and (w == g).mean() >= 0.99, path.name
+    assert np.abs(w - g).max() <= 1 and (w == g).mean() >= 0.999, path.name
 
 
 def tflite_interpreter(tf, path: Path):
@@ -94,7 +159,13 @@ def tflite_interpreter(tf, path: Path):
                                    experimental_op_resolver_type=resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
 
 
-@pytest.mark.parametrize("path", MODELS, ids=[p.name for p in MODELS])
+# The peer runs where the oracle does not decide: every curated fixture, and the survey's models
+# without the oracle's reference-mode outputs (the refused ones left out)
+PEER = CURATED + [p for p in SURVEY if p.name not in ORACLE_NONE and p.name not in REFUSED_FILES]
+TFLITE_TIES["cropping1d.tflite"] = TFLITE_TIES["globalaveragepooling1d.tflite"] = 0.85   # 4-sample draws
+
+
+@pytest.mark.parametrize("path", PEER, ids=[p.name for p in PEER])
 def test_reference_mode_is_within_a_step_of_tensorflow_lite(path):
     """TensorFlow Lite's reference kernels round twice where the vendor's TFLM rounds once
     (TFLITE_SINGLE_ROUNDING) and round MEAN's same-scale path differently, so they are a peer,
@@ -123,13 +194,37 @@ def test_reference_mode_is_within_a_step_of_tensorflow_lite(path):
 
 
 def test_an_operator_without_a_kernel_is_refused_by_name():
-    g = read_model_file(OPS / "dot_attention.tflite")
-    op = next(o for o in g.operators if o.opcode == "batch_matmul")
-    op.opcode = "unidirectional_sequence_lstm"
-    g.sha256 = "modified-for-the-ops-test"
+    """A real int8 model carrying the fused UNIDIRECTIONAL_SEQUENCE_LSTM (tests/ops/make_fused_lstm.py:
+    Keras 2's converter; the project's cannot emit it): refused naming the layer and operator in
+    both modes, and a sweep's scoring gives no accuracy with that reason instead of crashing."""
+    from orchestrator.scoring import score
+    path = OPS / "unsupported" / "lstm_fused.tflite"
+    g = read_model_file(path)
+    assert g.operators[0].opcode == "unidirectional_sequence_lstm"
+    x = np.stack(draw_inputs(g, 0, 4)).astype(np.float32)
     for accelerator in ("none", "mvp"):
-        with pytest.raises(ModelError, match=rf"layer {op.index} \(unidirectional_sequence_lstm\): op not supported"):
+        with pytest.raises(ModelError, match=r"layer 0 \(unidirectional_sequence_lstm\): op not supported"):
             compile_model(g, accelerator)
+        out = score(path.read_bytes(), x, np.zeros(4, dtype=np.int64), "accuracy", accelerator)
+        assert out["accuracy"] is None and "unidirectional_sequence_lstm" in out["error"]
+
+
+def _oracle_profiles() -> list[dict]:
+    return [json.loads(line) for line in (OPS / "mltk_sim.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_profiler_counts_the_new_operators_as_the_vendor_profiler():
+    """PRELU, RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR (reference kernels): RAM, ops and MACs, in
+    total and per layer, equal to the vendor profiler's (tests/data/ops/mltk_sim.jsonl)."""
+    from simulator.profiler import profile_file
+    records = [r for r in _oracle_profiles() if r["accelerator"] == "none"]
+    assert {r["model"] for r in records} == {"prelu_table.tflite", "resize_bilinear_odd.tflite",
+                                             "resize_nearest_plain.tflite"}
+    for r in records:
+        rec = profile_file(OPS / r["model"], "none")
+        assert rec.summary.ram_bytes == r["summary"]["runtime_memory_size"], r["model"]
+        assert [(L.opcode, L.ops, L.macs) for L in rec.layers] == \
+            [(L["opcode"], L["ops"], L["macs"]) for L in r["layers"]], r["model"]
 
 
 def test_dense_on_3d_input_follows_the_vendor_kernel():
@@ -146,7 +241,8 @@ def test_dense_on_3d_input_follows_the_vendor_kernel():
     for want, got, ref in zip(record["results"], mine["results"], reference["results"]):
         assert got["output"][:8] == want["output"][:8] == ref["output"][:8]
         assert got["output"][8:12] == [0] * 4 != want["output"][8:12]     # unwritten: 0 here, stale there
-    profiles = {json.loads(line)["model"]: json.loads(line) for line in (OPS / "mltk_sim.jsonl").read_text().splitlines()}
+    profiles = {r["model"]: r for r in _oracle_profiles() if r["accelerator"] == "mvp"}
+    assert set(profiles) == {"stack_split.tflite", "reduce_sum_mean_1d.tflite"}
     for name, vendor in profiles.items():
         rec = profile_file(OPS / name, "mvp", timing="vendor-sim")
         fc = [L for L in rec.layers if L.opcode == "fully_connected"]

@@ -52,6 +52,10 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # an MVP kernel's CPU share is setting up and launching programs; a CPU kernel's is per element.
 MVP_CPU_FEATURES = ("fixed", "programs")
 CPU_CPU_FEATURES = ("fixed", "out_elements")
+# A reduction's loop runs over its input: a global average pool over a 3x3 map costs 9x one over a
+# 1x1 map for the same output, which a per-output price would hide from the input-size tip.
+REDUCTION_CPU_FEATURES = ("fixed", "in_elements")
+REDUCTION_KERNELS = ("mean/cpu", "sum/cpu", "reduce_max/cpu", "reduce_min/cpu", "reduce_prod/cpu")
 
 
 @dataclass
@@ -168,7 +172,9 @@ def fit_accelerator(samples: list[ModelSample], prior: TimingModel, ridge: float
 
 
 def _cpu_features_for(key: str) -> tuple[str, ...]:
-    return MVP_CPU_FEATURES if "/mvp" in key or key == POOLED_MVP_KEY else CPU_CPU_FEATURES
+    if "/mvp" in key or key == POOLED_MVP_KEY:
+        return MVP_CPU_FEATURES
+    return REDUCTION_CPU_FEATURES if key in REDUCTION_KERNELS else CPU_CPU_FEATURES
 
 
 def fit_cpu(samples: list[ModelSample], prior: TimingModel) -> dict:

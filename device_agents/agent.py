@@ -179,6 +179,18 @@ class AgentBase:
         except ModelError as e:
             return None, self._outcome(job_id, FAILED, reason=f"not a usable model: {e}")
 
+    def _job_fault(self, job_id: str, e: Exception) -> str:
+        """A fault during a job's attempt, counted (enough in a row quarantine the board)."""
+        fault = f"job {job_id}: {e}"
+        self._note_fault(fault)
+        return fault
+
+    def _gave_up(self, job_id: str, last_fault: str | None) -> JobOutcome:
+        """Every attempt faulted: the job goes to another board; this one is free unless quarantined."""
+        if self.state != QUARANTINED:
+            self.state = IDLE
+        return self._outcome(job_id, RETRY_ELSEWHERE, reason=last_fault)
+
     def _outcome(self, job_id: str, status: str, record: ProfileRecord | None = None,
                  reason: str | None = None) -> JobOutcome:
         st = self.status()
@@ -308,8 +320,7 @@ class BoardAgent(AgentBase):
                     self.state = IDLE
                     return self._outcome(job_id, FAILED, reason=f"refused by board {board_id}: {e}")
                 except (_Fault, BoardRebooted, BoardError, P.ProtocolError, LinkTimeout) as e:
-                    last_fault = f"job {job_id}: {e}"
-                    self._note_fault(last_fault)
+                    last_fault = self._job_fault(job_id, e)
                     if self.state == QUARANTINED:
                         break
                     continue
@@ -317,9 +328,7 @@ class BoardAgent(AgentBase):
         except PortGone as e:
             self._quarantine(f"port gone (unplugged?): {e}")
             return self._outcome(job_id, RETRY_ELSEWHERE, reason=self.reason)
-        if self.state != QUARANTINED:
-            self.state = IDLE
-        return self._outcome(job_id, RETRY_ELSEWHERE, reason=last_fault)
+        return self._gave_up(job_id, last_fault)
 
     def _measure(self, data: bytes, reference: ProfileRecord, warmup: int, repeats: int) -> ProfileRecord:
         cfg, info = self.config, self.info

@@ -22,7 +22,7 @@ import hashlib
 import serial
 
 from device_agents import vendor_log
-from device_agents.agent import (BUSY, FAILED, IDLE, QUARANTINED, RETRY_ELSEWHERE, VENDOR_FIRMWARE,
+from device_agents.agent import (BUSY, FAILED, QUARANTINED, RETRY_ELSEWHERE, VENDOR_FIRMWARE,
                                  AgentBase, AgentConfig, JobOutcome)
 from device_agents.board_kinds import BOARD_KINDS, BoardKind, kind_of_part
 from device_agents.commander import (Commander, CommanderError, CommanderMissing, DeviceInfo, FirmwareImage,
@@ -123,15 +123,12 @@ class VendorAgent(AgentBase):
                 self._quarantine(f"port gone (unplugged?): {e}")
                 return self._outcome(job_id, RETRY_ELSEWHERE, reason=self.reason)
             except (CommanderError, vendor_log.VendorLogError) as e:
-                last_fault = f"job {job_id}: {e}"
-                self._note_fault(last_fault)
+                last_fault = self._job_fault(job_id, e)
                 if self.state == QUARANTINED:
                     break
                 continue
             return self._measured(job_id, record)
-        if self.state != QUARANTINED:
-            self.state = IDLE
-        return self._outcome(job_id, RETRY_ELSEWHERE, reason=last_fault)
+        return self._gave_up(job_id, last_fault)
 
     def _program(self, data: bytes) -> None:
         """The image once, the model region when it is not already the one in flash."""

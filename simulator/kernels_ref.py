@@ -230,7 +230,9 @@ def softmax(x, input_multiplier, input_left_shift, diff_min):
 
 
 @njit(cache=True)
-def logistic(x, input_zero_point, input_multiplier, input_left_shift, radius):
+def _sigmoid_or_tanh(x, input_zero_point, input_multiplier, input_left_shift, radius, is_tanh):
+    # TFLM's int8 LOGISTIC and TANH share their saturation and input rescale; they differ only in
+    # the fixed-point function and the output's scale (1/256 with zero point -128, against 1/128)
     n = x.shape[0]
     out = np.empty(n, dtype=np.int8)
     for i in range(n):
@@ -241,26 +243,22 @@ def logistic(x, input_zero_point, input_multiplier, input_left_shift, radius):
             out[i] = 127
         else:
             q4 = mul_by_quantized_multiplier(v, input_multiplier, input_left_shift)
-            r = rounding_divide_by_pot(fixed_logistic(q4, 4), 23) - 128
+            if is_tanh:
+                r = rounding_divide_by_pot(fixed_tanh(q4, 4), 24)
+            else:
+                r = rounding_divide_by_pot(fixed_logistic(q4, 4), 23) - 128
             out[i] = min(max(r, -128), 127)
     return out
 
 
 @njit(cache=True)
+def logistic(x, input_zero_point, input_multiplier, input_left_shift, radius):
+    return _sigmoid_or_tanh(x, input_zero_point, input_multiplier, input_left_shift, radius, False)
+
+
+@njit(cache=True)
 def tanh(x, input_zero_point, input_multiplier, input_left_shift, radius):
-    n = x.shape[0]
-    out = np.empty(n, dtype=np.int8)
-    for i in range(n):
-        v = np.int64(x[i]) - input_zero_point
-        if v <= -radius:
-            out[i] = -128
-        elif v >= radius:
-            out[i] = 127
-        else:
-            q4 = mul_by_quantized_multiplier(v, input_multiplier, input_left_shift)
-            r = rounding_divide_by_pot(fixed_tanh(q4, 4), 24)
-            out[i] = min(max(r, -128), 127)
-    return out
+    return _sigmoid_or_tanh(x, input_zero_point, input_multiplier, input_left_shift, radius, True)
 
 
 @njit(cache=True)

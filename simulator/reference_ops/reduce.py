@@ -49,16 +49,20 @@ def _axes(graph: Graph, op: Operator, rank: int) -> list[int]:
     return axes
 
 
-def build_mean(graph: Graph, op: Operator):
+def _reduction(graph: Graph, op: Operator):
+    """What MEAN and SUM read alike: the int8 input's and output's quantization, the elements per
+    output (`count`) and the reduced axes of a batch (one past each per-sample axis)."""
     x_t, y_t = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
     require_int8(graph, op, x_t, y_t)
     axes = _axes(graph, op, len(x_t.shape))
-    in_scale, in_zp = qparams(graph, op, x_t)
-    out_scale, out_zp = qparams(graph, op, y_t)
+    (in_scale, in_zp), (out_scale, out_zp) = qparams(graph, op, x_t), qparams(graph, op, y_t)
     count = int(np.prod([x_t.shape[a] for a in axes])) if axes else 1
-    xi, yi = op.inputs[0], op.outputs[0]
-    shape = tuple(y_t.shape)
-    batch_axes = tuple(a + 1 for a in axes)
+    return (in_scale, in_zp, out_scale, out_zp, count, op.inputs[0], op.outputs[0], tuple(y_t.shape),
+            tuple(a + 1 for a in axes))
+
+
+def build_mean(graph: Graph, op: Operator):
+    in_scale, in_zp, out_scale, out_zp, count, xi, yi, shape, batch_axes = _reduction(graph, op)
     # every int8 mean takes one integer path in the vendor's TFLM (no 4-D special case, no float
     # rescale): measured against the oracle on tests/data/corpus2/add_1x1x32 and add_1x1x96, where
     # reference_integer_ops::Mean's separate rounding of the division was 1 step off
@@ -73,16 +77,8 @@ def build_mean(graph: Graph, op: Operator):
 def build_sum(graph: Graph, op: Operator):
     """TFLM's int8 SUM (reference_ops::QuantizedMeanOrSum with compute_sum): the int32 sum of the
     raw values rescaled in float, C round, plus the output zero point."""
-    x_t, y_t = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
-    require_int8(graph, op, x_t, y_t)
-    axes = _axes(graph, op, len(x_t.shape))
-    in_scale, in_zp = qparams(graph, op, x_t)
-    out_scale, out_zp = qparams(graph, op, y_t)
-    count = int(np.prod([x_t.shape[a] for a in axes])) if axes else 1
+    in_scale, in_zp, out_scale, out_zp, count, xi, yi, shape, batch_axes = _reduction(graph, op)
     scale = float(np.float32(in_scale) / np.float32(out_scale))
-    xi, yi = op.inputs[0], op.outputs[0]
-    shape = tuple(y_t.shape)
-    batch_axes = tuple(a + 1 for a in axes)
 
     def run(values):
         sums = values[xi].astype(np.int32).sum(axis=batch_axes, dtype=np.int32).reshape(-1)

@@ -373,13 +373,13 @@ def leaky_relu(x, input_offset, m_identity, s_identity, m_alpha, s_alpha, output
 
 
 # ----------------------------------------------------------------------------- accumulate, then requantize
-# Convolution and fully connected as one matrix product (im2col) in floating point: every input
-# and weight is a small integer, so when the sum of |products| stays below the float type's
-# exact-integer limit (2^24 for float32, 2^53 for float64) every partial sum is exact whatever
-# order BLAS adds them in, and the int32 accumulator of the reference kernel is recovered
-# exactly. Depthwise accumulates the same way in its own loop. The requantization afterwards is
-# TFLM's (`Requantize`). A layer runs chunk by chunk of output rows (`CHUNK_BYTES`), so that the
-# patches and accumulators of a chunk stay in the core's cache between the three passes.
+# Convolution and fully connected as one matrix product (im2col) of the int8 values, in int32
+# (`int_matmul`: the reference kernel's accumulator exactly). Depthwise accumulates in its own
+# loop in floating point: every input and weight is a small integer, so when the sum of
+# |products| stays below the float type's exact-integer limit (2^24 for float32, 2^53 for
+# float64) every partial sum is exact. The requantization afterwards is TFLM's (`Requantize`). A
+# layer runs chunk by chunk of output rows (`CHUNK_BYTES`), so that the patches and accumulators
+# of a chunk stay in the core's cache between the three passes.
 
 CHUNK_BYTES = 1 << 19   # patches + accumulators of one chunk (measured: 256 KB..1 MB are best)
 
@@ -389,9 +389,9 @@ def exact_float_type(weights_abs_sum_max: float, input_abs_max: float):
     return np.float32 if weights_abs_sum_max * input_abs_max < 2.0 ** 24 else np.float64
 
 
-def chunk_rows(row_floats: int) -> int:
-    """Output rows per chunk for rows of `row_floats` floats (patch + accumulator)."""
-    return max(1, CHUNK_BYTES // (4 * max(row_floats, 1)))
+def chunk_rows(row_bytes: int) -> int:
+    """Output rows per chunk for rows of `row_bytes` bytes (patch + accumulator)."""
+    return max(1, CHUNK_BYTES // max(row_bytes, 1))
 
 
 @njit(cache=True, inline="always")
@@ -404,46 +404,53 @@ def _output_position(q, out_h, out_w):
 
 
 @njit(cache=True)
-def im2col(x, in_offset, pad_t, pad_l, kh, kw, stride_h, stride_w, dil_h, dil_w, out_h, out_w, r0, cols):
-    """The patches of output rows r0.. (a row: one (sample, oy, ox) of x [N, H, W, C] int8) into
-    cols [rows, KH*KW*C] as x + in_offset; a tap outside the input is 0 (the reference kernel
-    skips it)."""
+def pad_biased(x, pad_value, pad_top, pad_left, padded_h, padded_w):
+    """x [N, H, W, C] int8 as uint8 x + 128 (`int_matmul`'s activation operand) inside a border of
+    pad_value, the zero point's value: a padded tap then adds nothing, as the reference kernel
+    skips it."""
     n, h, w, c = x.shape
-    flat = x.reshape(-1)
+    out = np.full((n, padded_h, padded_w, c), pad_value, dtype=np.uint8)
+    for b in range(n):
+        for y in range(h):
+            for xx in range(w):
+                dst = out[b, y + pad_top, xx + pad_left]
+                src = x[b, y, xx]
+                for ch in range(c):
+                    dst[ch] = np.uint8(np.int32(src[ch]) + 128)
+    return out
+
+
+@njit(cache=True)
+def im2col(xp, kh, kw, stride_h, stride_w, dil_h, dil_w, out_h, out_w, r0, cols):
+    """The patches of output rows r0.. (a row: one (sample, oy, ox)) of the padded input xp
+    [N, HP, WP, C] (`pad_biased`) into cols [rows, KH*KW*C]. The border makes every tap a plain
+    copy: no bounds checks, and with dil_w == 1 a row of taps is one run of kw * c values
+    (2-6x faster than checking each tap)."""
+    n, hp, wp, c = xp.shape
+    flat = xp.reshape(-1)
     span = kw * c
+    b, oy, ox = _output_position(r0, out_h, out_w)
     for r in range(cols.shape[0]):
-        b, oy, ox = _output_position(r0 + r, out_h, out_w)
-        ix0 = ox * stride_w - pad_l
-        # a row of taps wholly inside the input is one contiguous run of kw * c values
-        whole_row = dil_w == 1 and ix0 >= 0 and ix0 + kw <= w
+        base = (b * hp + oy * stride_h) * wp + ox * stride_w
+        row = cols[r]
         for ky in range(kh):
-            iy = oy * stride_h - pad_t + ky * dil_h
-            k = ky * span
-            # slices indexed from 0: no negative-index checks, so the copies vectorize (5-10x)
-            dst = cols[r, k:k + span]
-            if iy < 0 or iy >= h:
-                dst[:] = 0
-            elif whole_row:
-                src = flat[((b * h + iy) * w + ix0) * c:]
+            # slices indexed from 0: no negative-index checks, so the copies vectorize
+            src = flat[(base + ky * dil_h * wp) * c:]
+            dst = row[ky * span:]
+            if dil_w == 1:
                 for j in range(span):
-                    dst[j] = src[j] + in_offset
-            elif c >= 16:
+                    dst[j] = src[j]
+            else:
                 for kx in range(kw):
-                    ix = ix0 + kx * dil_w
-                    tap = dst[kx * c:(kx + 1) * c]
-                    if ix >= 0 and ix < w:
-                        src = flat[((b * h + iy) * w + ix) * c:]
-                        for ch in range(c):
-                            tap[ch] = src[ch] + in_offset
-                    else:
-                        tap[:] = 0
-            else:       # a few channels per tap: plain indexing beats making two slices a tap
-                src0 = (b * h + iy) * w * c
-                for kx in range(kw):
-                    ix = ix0 + kx * dil_w
-                    inside = ix >= 0 and ix < w
                     for ch in range(c):
-                        dst[kx * c + ch] = flat[src0 + ix * c + ch] + in_offset if inside else 0
+                        dst[kx * c + ch] = src[kx * dil_w * c + ch]
+        ox += 1         # the next position without a division
+        if ox == out_w:
+            ox = 0
+            oy += 1
+            if oy == out_h:
+                oy = 0
+                b += 1
 
 
 @njit(cache=True)

@@ -1,8 +1,9 @@
 """Reference-kernel builders of the layers with weights: conv_2d, depthwise_conv_2d,
 fully_connected, transpose_conv (TFLM's int8 kernels: per-channel requantization, single rounding).
 
-Conv and fully connected run as one exact floating-point matrix product over the whole batch
-(`kernels_ref`'s matrix-product forms); the batch axis merges with the model's own batch axis.
+Conv and fully connected run as one exact int32 matrix product over the whole batch
+(`int_matmul`, then `kernels_ref`'s requantization); the batch axis merges with the model's own
+batch axis.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from simulator import kernels_ref as K
 from simulator.graph import Graph, Operator, Tensor
+from simulator.int_matmul import IntMatmul, biased
 from simulator.quant_math import activation_range, quantize_multiplier
 from simulator.reference_ops.common import bias, err, out_size, qparams, require_int8, same_pad
 
@@ -98,38 +100,44 @@ def build_conv(graph: Graph, op: Operator):
     if ic % icg:
         raise err(graph, op, f"input depth {ic} is not a multiple of filter depth {icg}")
     p = _window_params(graph, op, x_t, w_t, y_t, kh, kw, oc)
-    weights = np.ascontiguousarray(w_t.data.astype(np.int32).transpose(1, 2, 3, 0))
     b = bias(graph, op, 2, oc)
     groups = ic // icg
     xi, yi = op.inputs[0], op.outputs[0]
     shape = tuple(y_t.shape)
     if groups == 1:
-        # an exact matrix product over the im2col rows, chunk by chunk (kernels_ref: accumulate,
-        # then requantize)
-        w_mat64 = weights.reshape(-1, oc).astype(np.float64)
+        # one exact int32 matrix product over the im2col rows (int_matmul), chunk by chunk
+        # (kernels_ref: accumulate, then requantize); the patches are the uint8 x + 128, a tap
+        # outside the input in_zp + 128, whose products the zero point cancels
+        w_mat = w_t.data.transpose(1, 2, 3, 0).reshape(-1, oc)
         in_abs = float(max(abs(-128 - p.in_zp), abs(127 - p.in_zp)))
-        w_abs = float(np.abs(w_mat64).sum(axis=0).max(initial=0.0))
-        dtype = K.exact_float_type(w_abs, in_abs)
-        w_mat = np.ascontiguousarray(w_mat64.astype(dtype))
-        offset = dtype(-p.in_zp)
+        w_abs = float(np.abs(w_mat.astype(np.float64)).sum(axis=0).max(initial=0.0))
+        product = IntMatmul(w_mat, p.in_zp)
         requantize = K.Requantize(b, p.mult, p.shift, p.out_zp, p.act_min, p.act_max, w_abs * in_abs)
-        chunk = K.chunk_rows(w_mat.shape[0] + oc)
+        chunk = K.chunk_rows(w_mat.shape[0] + 4 * oc)
         per_sample = p.out_h * p.out_w
+        pad_value = np.uint8(p.in_zp + 128)
+        pointwise = kh == kw == 1 and p.pad_t == p.pad_l == 0
 
         def run(values):
             x = _nhwc(values[xi], x_t)
             rows = x.shape[0] * per_sample
             y = np.empty((rows, oc), dtype=np.int8)
-            cols = np.empty((min(chunk, rows), w_mat.shape[0]), dtype=dtype)
-            acc = np.empty((cols.shape[0], oc), dtype=dtype)
+            if pointwise:       # the patches are the input's pixels themselves: no im2col
+                xs = biased(x[:, :p.out_h * p.sh:p.sh, :p.out_w * p.sw:p.sw]).reshape(rows, ic)
+                for r0 in range(0, rows, chunk):
+                    requantize(product(xs[r0:r0 + chunk]), y[r0:r0 + chunk])
+                values[yi] = y.reshape((-1,) + shape)
+                return
+            xp = K.pad_biased(x, pad_value, p.pad_t, p.pad_l, p.hp, p.wp)
+            cols = np.empty((min(chunk, rows), w_mat.shape[0]), dtype=np.uint8)
             for r0 in range(0, rows, chunk):
                 n = min(chunk, rows - r0)
-                K.im2col(x, offset, p.pad_t, p.pad_l, kh, kw, p.sh, p.sw, p.dh, p.dw, p.out_h, p.out_w, r0,
-                         cols[:n])
-                np.matmul(cols[:n], w_mat, out=acc[:n])
-                requantize(acc[:n], y[r0:r0 + n])
+                K.im2col(xp, kh, kw, p.sh, p.sw, p.dh, p.dw, p.out_h, p.out_w, r0, cols[:n])
+                requantize(product(cols[:n]), y[r0:r0 + n])
             values[yi] = y.reshape((-1,) + shape)
         return run, {}
+
+    weights = np.ascontiguousarray(w_t.data.astype(np.int32).transpose(1, 2, 3, 0))
 
     def run(values):
         xp = K.pad_offset_input(_nhwc(values[xi], x_t), np.int32(-p.in_zp), p.pad_t, p.pad_l, p.hp, p.wp)
@@ -152,7 +160,7 @@ def build_depthwise(graph: Graph, op: Operator):
     offset = dtype(-p.in_zp)
     requantize = K.Requantize(bias(graph, op, 2, oc), p.mult, p.shift, p.out_zp, p.act_min, p.act_max,
                               w_abs * in_abs)
-    chunk = K.chunk_rows(oc)
+    chunk = K.chunk_rows(4 * oc)
     per_sample = p.out_h * p.out_w
     xi, yi = op.inputs[0], op.outputs[0]
     shape = tuple(y_t.shape)
@@ -180,22 +188,18 @@ def build_fc(graph: Graph, op: Operator):
     mult, shift = fc_multipliers(in_scale, w_t.scale, out_scale, oc)
     act_min, act_max = activation_range(op.options.get("fused_activation_function", "none"),
                                         out_scale, out_zp)
-    weights = np.ascontiguousarray(w_t.data.astype(np.int32) - w_zp)
     b = bias(graph, op, 2, oc)
     xi, yi = op.inputs[0], op.outputs[0]
     in_abs = float(max(abs(-128 - in_zp), abs(127 - in_zp)))
-    w_abs = float(np.abs(weights.astype(np.float64)).sum(axis=1).max(initial=0.0))
-    dtype = K.exact_float_type(w_abs, in_abs)
-    w_mat = np.ascontiguousarray(weights.T.astype(dtype))
-    offset = dtype(-in_zp)
+    w_abs = float(np.abs(w_t.data.astype(np.float64) - w_zp).sum(axis=1).max(initial=0.0))
+    product = IntMatmul(w_t.data.T, in_zp, w_zp)
     requantize = K.Requantize(b, mult, shift, out_zp, act_min, act_max, w_abs * in_abs)
     shape = tuple(y_t.shape)
 
     def run(values):
-        xo = values[xi].reshape(-1, k).astype(dtype)
-        xo += offset
-        y = np.empty((xo.shape[0], oc), dtype=np.int8)
-        requantize(xo @ w_mat, y)
+        acc = product(biased(values[xi].reshape(-1, k)))
+        y = np.empty((acc.shape[0], oc), dtype=np.int8)
+        requantize(acc, y)
         values[yi] = y.reshape((-1,) + shape)
     return run, {}
 

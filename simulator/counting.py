@@ -70,8 +70,12 @@ def count_ops_macs(graph: Graph, op: Operator) -> tuple[int, int]:
         dims = ins[0].shape
         n = dims[1] if len(dims) == 2 else (dims[0] if dims else 1)  # the vendor's rule, as is
         return 5 * n, 0
-    if code in ("add", "mul"):
+    if code == "add":
         return ins[0].n_elements, 0
+    if code == "mul":
+        # one op per output element: a broadcast MUL (LayerNormalization's x * 1/sqrt(var), its
+        # first input one value per row) counts as the vendor profiler counts it
+        return outs[0].n_elements, 0
     if code == "quantize":
         return 4 * ins[0].n_elements, 0
     if code == "dequantize":

@@ -24,10 +24,12 @@ POOLED_MVP_KEY = "*/mvp"  # coefficients shared by MVP kernels that have none of
 
 # CPU kernels that do the same work per element, so one can be priced by another's measurements
 # when it has none of its own: TFLM's int8 softmax, logistic and tanh each evaluate a fixed-point
-# exp per element; quantize and dequantize each rescale an element through a multiplier.
+# exp per element; quantize and dequantize each rescale an element through a multiplier;
+# SQUARED_DIFFERENCE does ADD's per-element work (two input rescales, one output rescale).
 KERNEL_FAMILIES = {
     "softmax/cpu": "exp/cpu", "logistic/cpu": "exp/cpu", "tanh/cpu": "exp/cpu",
     "quantize/cpu": "rescale/cpu", "dequantize/cpu": "rescale/cpu",
+    "squared_difference/cpu": "add/cpu",
 }
 FEATURES = ("fixed", "in_elements", "out_elements", "macs", "programs", "program_channels")
 

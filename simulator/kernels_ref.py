@@ -11,9 +11,9 @@ import numpy as np
 from numba import njit
 
 from simulator.quant_math import (
-    exp_on_negative_values, fixed_logistic, fixed_tanh, get_reciprocal,
-    mul_by_quantized_multiplier, rounding_divide_by_pot, saturating_left_shift16, sdhm16, srdhm,
-    srdhm16, wrap32,
+    count_leading_zeros32, exp_on_negative_values, fixed_logistic, fixed_tanh, get_reciprocal,
+    mul_by_quantized_multiplier, rounding_divide_by_pot, saturating_left_shift16, saturating_mul_by_pot,
+    sdhm16, srdhm, srdhm16, wrap32,
 )
 
 
@@ -566,3 +566,83 @@ def hard_swish(x, input_zero_point, output_zero_point, relu_m, relu_e, out_m, ou
         out[i] = min(max(r, -128), 127)
     return out
 
+
+
+@njit(cache=True)
+def squared_difference(x1, x2, in1_offset, in2_offset, left_shift, m1, s1, m2, s2, mo, so, out_offset):
+    """TFLM's int8 SQUARED_DIFFERENCE (squared_difference.cc): both inputs shifted left by 7 and
+    brought to twice the larger scale, the difference squared in int32 (it cannot overflow:
+    at most 255^2 * 2^14), rescaled once to the output, offset and saturated."""
+    n = x1.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    for i in range(n):
+        a = mul_by_quantized_multiplier((np.int64(x1[i]) + in1_offset) << left_shift, m1, s1)
+        b = mul_by_quantized_multiplier((np.int64(x2[i]) + in2_offset) << left_shift, m2, s2)
+        d = a - b
+        v = mul_by_quantized_multiplier(d * d, mo, so) + out_offset
+        out[i] = min(max(v, -128), 127)
+    return out
+
+
+@njit(cache=True)
+def inv_sqrt_multiplier(value):
+    """TFLite's GetInvSqrtQuantizedMultiplierExp(value, reverse_shift=-1): 1/sqrt(value) as a Q31
+    significand and a left-shift exponent (<= 0), by five Newton-Raphson steps in Q3.28 fixed
+    point from a start of 1, the input normalised by pairs of bits first."""
+    if value <= 1:
+        return np.int64(2147483647), 0
+    right_shift = 11
+    while value >= (1 << 29):
+        value //= 4
+        right_shift += 1
+    pairs = (count_leading_zeros32(value) - 1) // 2 - 1
+    right_shift -= pairs
+    value <<= 2 * pairs
+    x_in = value >> 1                                   # F3 raw
+    half_in = rounding_divide_by_pot(x_in, 1)
+    half_three = np.int64((1 << 28) + (1 << 27))        # 1.5 in F3
+    x = np.int64(1 << 28)                               # 1.0 in F3
+    for _ in range(5):
+        x2 = srdhm(x, x)                                # F6
+        x3 = saturating_mul_by_pot(srdhm(x2, x), 6)     # F9 -> F3
+        t = wrap32(srdhm(half_three, x) - srdhm(half_in, x3))   # F6
+        x = saturating_mul_by_pot(t, 3)                 # F6 -> F3
+    x = srdhm(x, np.int64(1518500250))                  # times sqrt(2)/2 (F0): stays F3
+    if right_shift < 0:
+        x = wrap32(x << -right_shift)
+        right_shift = 0
+    return x, -right_shift
+
+
+@njit(cache=True)
+def rsqrt(x, input_zero_point, multiplier, shift, output_zero_point):
+    """TFLM's int8 RSQRT (elementwise.cc, RsqrtEvalQuantized): 1/sqrt(x - zp) through
+    `inv_sqrt_multiplier`, read out as an integer scaled by 2^20, then rescaled by
+    1/(sqrt(in_scale) * out_scale) with the 2^20 taken back; x == zp gives 127. An input below
+    its zero point (negative) is an error in TFLM; the caller checks for it."""
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    for i in range(n):
+        v = np.int64(x[i]) - input_zero_point
+        if v <= 0:
+            out[i] = 127
+            continue
+        m, s = inv_sqrt_multiplier(v)
+        data = mul_by_quantized_multiplier(1, m, s + 20)
+        r = mul_by_quantized_multiplier(data, multiplier, shift - 20) + output_zero_point
+        out[i] = min(max(r, -128), 127)
+    return out
+
+
+@njit(cache=True)
+def abs_i8(x, input_zero_point, rescale, multiplier, shift, output_zero_point):
+    """TFLM's int8 ABS (elementwise.cc, AbsEvalQuantized): |x - zp|, rescaled by in/out scale
+    only when the two scales differ, offset and saturated."""
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    for i in range(n):
+        v = abs(np.int64(x[i]) - input_zero_point)
+        if rescale:
+            v = mul_by_quantized_multiplier(v, multiplier, shift)
+        out[i] = min(max(v + output_zero_point, -128), 127)
+    return out

@@ -45,9 +45,17 @@ NO_ORACLE = {
     "multiheadattention.tflite": _NO_BATCH_MATMUL,
     "activation_gelu.tflite": "MLTK 0.20's TFLite Micro has no GELU kernel (its run fails)",
     "gelu_approximate_true.tflite": "MLTK 0.20's TFLite Micro has no GELU kernel (its run fails)",
-    "activation_mish.tflite": "int8 EXP and LOG: no TFLite Micro kernel (its run fails; the emulator refuses them)",
-    "activation_softplus.tflite": "int8 EXP and LOG: no TFLite Micro kernel (its run fails; the emulator refuses them)",
-    "activation_selu.tflite": "int8 GREATER/EXP/SELECT: its run fails (the emulator refuses them)",
+    "activation_mish.tflite": "MLTK 0.20's TFLite Micro has no int8 EXP or LOG kernel (its run fails)",
+    "activation_softplus.tflite": "MLTK 0.20's TFLite Micro has no int8 EXP or LOG kernel (its run fails)",
+    "activation_log_sigmoid.tflite": "MLTK 0.20's TFLite Micro has no int8 EXP or LOG kernel (its run fails)",
+    "exp_log_table.tflite": "MLTK 0.20's TFLite Micro has no int8 EXP or LOG kernel (its run fails)",
+    "activation_exponential.tflite": "MLTK 0.20's TFLite Micro has no int8 EXP kernel (its run fails)",
+    "activation_celu.tflite": "MLTK 0.20's TFLite Micro has no int8 EXP kernel (its run fails)",
+    "activation_selu.tflite": "MLTK 0.20's TFLite Micro has no int8 EXP kernel (its run fails)",
+    "activation_soft_shrink.tflite": "its run fails (the model's SELECT; sparse_sigmoid, with SELECT_V2 only, runs)",
+    "activation_sparse_plus.tflite": "its run fails (the model's SELECT; sparse_sigmoid, with SELECT_V2 only, runs)",
+    "activation_squareplus.tflite": "int8 SQRT: MLTK 0.20's TFLite Micro has float SQRT only (its run fails)",
+    "activation_sparsemax.tflite": "TOPK_V2, CUMSUM: its run fails",
     "embedding.tflite": "the Embedding's index path (DEQUANTIZE, CAST to int32, LESS, SELECT, GATHER): its run fails",
     "upsampling1d.tflite": "MLTK 0.20's TFLite Micro has no TILE kernel (Keras 3's UpSampling nearest; its run fails)",
     "upsampling2d_nearest.tflite": "MLTK 0.20's TFLite Micro has no TILE kernel (Keras 3's UpSampling nearest; "
@@ -57,22 +65,26 @@ NO_ORACLE = {
 # operators in other models; compared in the mode that ran, and with TensorFlow Lite in the other
 ORACLE_CRASHED = {"average.tflite": "mvp", "cropping1d.tflite": "none", "globalaveragepooling1d.tflite": "none"}
 # Layers whose operators the emulator does not run yet: refused by name (docs/keras_layers.md)
-REFUSED = {"LayerNormalization": "squared_difference", "Activation('mish')": "exp",
-           "Activation('softplus')": "exp", "Activation('selu')": "greater"}
+REFUSED = {"Activation('softsign')": "div", "Activation('log_softmax')": "log_softmax",
+           "Activation('squareplus')": "sqrt", "Activation('sparsemax')": "topk_v2"}
 # Known deviations of the MVP mode from the vendor simulator, kept visible (strict: a fix shows)
 KNOWN_MVP = {name: "a Dense layer on a 3-D input (FULLY_CONNECTED, keep_num_dims): the vendor's MVP kernel "
                    "writes T of the T*U outputs and leaves the rest as stale arena memory (nonzero in its "
                    "simulator, 0 in the emulator); test_dense_on_3d_input_follows_the_vendor_kernel checks the rest"
              for name in ("reduce_sum_mean_1d.tflite", "stack_split.tflite", "dense_3_d_input.tflite")}
 WITH_ORACLE = [p for p in MODELS if p.name not in NO_ORACLE]
-# The refused layers' models (the oracle runs LayerNormalization's: a gap the table shows)
-REFUSED_FILES = {"layernormalization.tflite", "activation_mish.tflite", "activation_softplus.tflite",
-                 "activation_selu.tflite"}
+# The refused layers' models (the oracle runs softsign's and log_softmax's: gaps the table shows)
+REFUSED_FILES = {"activation_softsign.tflite", "activation_log_softmax.tflite", "activation_squareplus.tflite",
+                 "activation_sparsemax.tflite"}
 ORACLE_NONE_MODELS = [p for p in WITH_ORACLE if p.name in ORACLE_NONE and p.name not in REFUSED_FILES]
 ORACLE_MVP_MODELS = [p for p in WITH_ORACLE if p.name in ORACLE_MVP and p.name not in REFUSED_FILES]
 # Where TensorFlow Lite's reference kernels compute something else than TFLM (the oracle decides)
 TFLITE_DIFFERS = {"reduce_sum_mean_1d.tflite": "TensorFlow Lite's reference SUM skips the rescale of a same-scale "
-                                               "sum; TFLite Micro (the oracle) matches the emulator"}
+                                               "sum; TFLite Micro (the oracle) matches the emulator",
+                  "layer_norm_wide.tflite": "TensorFlow Lite rounds twice in SQUARED_DIFFERENCE, MUL and ADD, and the "
+                                            "normalisation's 1/sqrt amplifies a step of the variance to up to 3 "
+                                            "steps of the output; TFLite Micro (the oracle) matches the emulator "
+                                            "element for element in both modes"}
 # TensorFlow Lite's int8 bilinear resize rounds a tie away from zero, the vendor's TFLite Micro
 # (TFLITE_SINGLE_ROUNDING) up: an exact 2x or align_corners resize has many ties, so "nearly all
 # identical" is looser there (still within one step; the oracle's outputs are equal element for element)
@@ -93,7 +105,7 @@ def test_every_fixture_has_oracle_outputs_and_its_operators_run():
     for want in ("reduce_max", "sum", "mean", "transpose", "strided_slice", "sub", "maximum", "minimum",
                  "hard_swish", "leaky_relu", "logistic", "pack", "unpack", "split", "split_v", "batch_matmul",
                  "elu", "prelu", "gelu", "resize_nearest_neighbor", "resize_bilinear", "tile", "cast", "less",
-                 "select", "gather"):
+                 "select", "gather", "exp", "log", "squared_difference", "rsqrt", "abs", "greater"):
         assert want in ops and want in OPERATORS, want
 
 
@@ -214,17 +226,51 @@ def _oracle_profiles() -> list[dict]:
 
 
 def test_profiler_counts_the_new_operators_as_the_vendor_profiler():
-    """PRELU, RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR (reference kernels): RAM, ops and MACs, in
-    total and per layer, equal to the vendor profiler's (tests/data/ops/mltk_sim.jsonl)."""
+    """PRELU, RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR, LayerNormalization's SQUARED_DIFFERENCE
+    and RSQRT (reference kernels): RAM, ops and MACs, in total and per layer, equal to the vendor
+    profiler's (tests/data/ops/mltk_sim.jsonl)."""
     from simulator.profiler import profile_file
     records = [r for r in _oracle_profiles() if r["accelerator"] == "none"]
     assert {r["model"] for r in records} == {"prelu_table.tflite", "resize_bilinear_odd.tflite",
-                                             "resize_nearest_plain.tflite"}
+                                             "resize_nearest_plain.tflite", "layer_norm_wide.tflite"}
     for r in records:
         rec = profile_file(OPS / r["model"], "none")
         assert rec.summary.ram_bytes == r["summary"]["runtime_memory_size"], r["model"]
         assert [(L.opcode, L.ops, L.macs) for L in rec.layers] == \
             [(L["opcode"], L["ops"], L["macs"]) for L in r["layers"]], r["model"]
+
+
+def test_profile_runs_the_operators_the_mvp_lacks_on_the_cpu_cost_model():
+    """`mvp` profile of LayerNormalization (layer_norm_wide) and of the EXP/LOG activations: RAM
+    and per-layer ops as the vendor profiler's where it has them; SQUARED_DIFFERENCE, RSQRT, EXP,
+    LOG run on the CPU (not supported on the MVP, no accelerator cycles, as the vendor reports)
+    and are priced by the CPU cost model: SQUARED_DIFFERENCE by ADD's coefficients (its work),
+    the others by theirs or the default; the MUL and ADD that the MVP takes stay on it."""
+    from simulator import cpu_model
+    from simulator.mvp_plan import plan_layer
+    from simulator.profiler import profile_file
+    from simulator.timing import load_timing_model
+    vendor = next(r for r in _oracle_profiles() if r["accelerator"] == "mvp" and r["model"] == "layer_norm_wide.tflite")
+    tm = load_timing_model("board")
+    for name in ("layer_norm_wide.tflite", "survey/activation_mish.tflite", "survey/activation_log_sigmoid.tflite"):
+        g = read_model_file(OPS / name)
+        rec = profile_file(OPS / name, "mvp", timing="board")
+        if name == "layer_norm_wide.tflite":
+            assert rec.summary.ram_bytes == vendor["summary"]["runtime_memory_size"]
+            assert [(L.opcode, L.ops, L.macs, L.supported) for L in rec.layers] == \
+                [(L["opcode"], L["ops"], L["macs"], L["accelerator_cycles"] > 0) for L in vendor["layers"]]
+        new = [L for L in rec.layers if L.opcode in ("squared_difference", "rsqrt", "exp", "log")]
+        assert new and {L.opcode for L in new} >= ({"squared_difference", "rsqrt"} if "layer_norm" in name
+                                                   else {"exp", "log"})
+        for L in new:
+            op = g.operators[L.index]
+            plan = plan_layer(g, op)
+            assert not L.supported and L.accelerator_cycles == 0 and not plan.runs_on_mvp
+            assert L.cpu_cycles == cpu_model.cpu_cycles(g, op, plan, tm.cpu) > tm.cpu["per_layer_cycles"]
+            want = tm.cpu["kernels"]["add/cpu"] if L.opcode == "squared_difference" else \
+                tm.cpu["kernels"].get(f"{L.opcode}/cpu", tm.cpu["default"])
+            assert cpu_model.coefficients(tm.cpu, op, plan) == want, L.opcode
+        assert any(L.supported for L in rec.layers if L.opcode in ("mul", "add", "fully_connected", "conv_2d"))
 
 
 def test_dense_on_3d_input_follows_the_vendor_kernel():
@@ -241,8 +287,9 @@ def test_dense_on_3d_input_follows_the_vendor_kernel():
     for want, got, ref in zip(record["results"], mine["results"], reference["results"]):
         assert got["output"][:8] == want["output"][:8] == ref["output"][:8]
         assert got["output"][8:12] == [0] * 4 != want["output"][8:12]     # unwritten: 0 here, stale there
-    profiles = {r["model"]: r for r in _oracle_profiles() if r["accelerator"] == "mvp"}
-    assert set(profiles) == {"stack_split.tflite", "reduce_sum_mean_1d.tflite"}
+    profiles = {r["model"]: r for r in _oracle_profiles() if r["accelerator"] == "mvp"
+                and r["model"] in ("stack_split.tflite", "reduce_sum_mean_1d.tflite")}
+    assert len(profiles) == 2
     for name, vendor in profiles.items():
         rec = profile_file(OPS / name, "mvp", timing="vendor-sim")
         fc = [L for L in rec.layers if L.opcode == "fully_connected"]
@@ -251,3 +298,64 @@ def test_dense_on_3d_input_follows_the_vendor_kernel():
         assert all(L.supported and L.reason is None for L in fc), name     # as the vendor reports it
         assert all("Dense on a 3-D input" in (L.note or "") for L in fc), name
     assert mvp_checks.check_fc_output_2d in mvp_checks.checks_for("fully_connected", effect=mvp_checks.WARNS)
+
+
+def _layer_records() -> list[dict]:
+    return json.loads((OPS / "tflite_layers.json").read_text())
+
+
+def test_exp_log_abs_and_comparisons_equal_tensorflow_lite_layer_by_layer():
+    """int8 EXP and LOG (TensorFlow Lite's lookup tables: the vendor's TFLite Micro has neither),
+    ABS and the rescaling comparisons, fed the inputs that TensorFlow Lite's interpreter gave
+    each layer over 256 draws (tests/ops/tflite_layers.py), give its outputs element for
+    element, in every model they occur in (EXP over all 256 int8 values in exp_log_table)."""
+    from simulator.reference_ops import reference_step
+    records = _layer_records()
+    assert {r["opcode"] for r in records} >= {"exp", "log", "abs", "greater", "less", "less_equal", "greater_equal"}
+    assert max(len(r["output"]) for r in records if r["opcode"] == "exp") == 256
+    for r in records:
+        g = read_model_file(OPS / r["model"])
+        op = g.operators[r["layer"]]
+        assert op.opcode == r["opcode"]
+        live = [i for i in op.inputs if g.tensors[i].data is None]
+        shape = tuple(g.tensors[op.outputs[0]].shape)
+        per = int(np.prod(shape))
+        k = len(r["output"])
+        pad = -k % per                       # whole samples: repeat the first row
+        values: list = [None] * len(g.tensors)
+        for t in g.tensors:
+            if t.data is not None:
+                values[t.index] = np.asarray(t.data)[np.newaxis]
+        for i, col in zip(live, r["inputs"]):
+            col = np.asarray(col + col[:1] * pad, dtype=np.int8)
+            values[i] = col.reshape((-1,) + shape)
+        reference_step(g, op).run(values)
+        got = np.asarray(values[op.outputs[0]]).reshape(-1)[:k].astype(np.int64)
+        assert np.array_equal(got, np.asarray(r["output"])), f"{r['model']} layer {r['layer']} ({r['opcode']})"
+
+
+def test_rsqrt_refuses_a_negative_input_as_tflite_micro_does():
+    """TFLM's RSQRT fails the inference on an input below its zero point. The converter gives
+    LayerNormalization's RSQRT input zero point -128 (variance + epsilon >= 0), so the fixture's
+    layer is run with its input's zero point moved to 10: values at or above it run (x == zp
+    gives TFLM's 127), one below it raises naming the layer."""
+    import dataclasses
+
+    from simulator.reference_ops import reference_step
+    g = read_model_file(OPS / "layer_norm_wide.tflite")
+    op = next(o for o in g.operators if o.opcode == "rsqrt")
+    x_t = g.tensors[op.inputs[0]]
+    assert int(x_t.zero_point[0]) == -128
+    g.tensors[op.inputs[0]] = dataclasses.replace(x_t, zero_point=np.array([10]))
+    step = reference_step(g, op)
+    values: list = [None] * len(g.tensors)
+    values[op.inputs[0]] = np.tile(np.array([[10, 11, 127]], dtype=np.int8), 11)[:, :32].reshape((1,) + tuple(x_t.shape))
+    step.run(values)
+    y = values[op.outputs[0]].reshape(-1)
+    s_in, (s_out, z_out) = float(x_t.scale[0]), (float(g.tensors[op.outputs[0]].scale[0]),
+                                                int(g.tensors[op.outputs[0]].zero_point[0]))
+    assert y[0] == y[1] == 127            # 1/sqrt of 0 and of one step saturate
+    assert abs(int(y[2]) - (1 / np.sqrt(117 * s_in) / s_out + z_out)) <= 1     # the fixed point ~ the real
+    values[op.inputs[0]] = np.full((1,) + tuple(x_t.shape), 9, dtype=np.int8)
+    with pytest.raises(ModelError, match=r"layer \d+ \(rsqrt\): an input below its zero point"):
+        step.run(values)

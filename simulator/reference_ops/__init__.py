@@ -5,7 +5,8 @@ A builder takes (graph, op), checks what TFLM's Prepare checks, computes the lay
 once (multipliers, padding, offsets) and returns (run, info); `run(values)` reads and writes the
 tensor value list, every activation with a leading batch axis. The families live in their own
 modules: conv (layers with weights), reduce (pooling and axis reductions), elementwise
-(arithmetic, activations, quantization), lookup (table activations, PRELU, float ELU/NEG),
+(arithmetic, activations, quantization, SQUARED_DIFFERENCE, RSQRT), lookup (table activations:
+ELU, GELU, EXP, LOG; PRELU, float ELU/NEG),
 resize (up-sampling), indexing (TILE, CAST, comparisons, SELECT, computed GATHER) and shape
 (data movement). `OPERATORS` lists what runs.
 """
@@ -40,6 +41,12 @@ BUILDERS = {
     "relu6": ew.build_relu("relu6"),
     "leaky_relu": ew.build_leaky_relu,
     "hard_swish": ew.build_hard_swish,
+    "squared_difference": ew.build_squared_difference,
+    "rsqrt": ew.build_rsqrt,
+    "abs": ew.build_abs,
+    "square": lookup.build_float_unary("square"),
+    "exp": lookup.build_exp,
+    "log": lookup.build_log,
     "elu": lookup.build_elu_any,
     "neg": lookup.build_float_unary("neg"),
     "gelu": lookup.build_gelu,

@@ -1,7 +1,10 @@
 """Reference-kernel builders of the element-wise layers: ADD, SUB, MUL (broadcasting, TFLM's int8
 arithmetic), MAXIMUM and MINIMUM, and the activations RELU, RELU6, LEAKY_RELU, HARD_SWISH,
-LOGISTIC, TANH, SOFTMAX, plus QUANTIZE and DEQUANTIZE."""
+LOGISTIC, TANH, SOFTMAX, plus QUANTIZE and DEQUANTIZE, and LayerNormalization's
+SQUARED_DIFFERENCE and RSQRT."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -22,16 +25,22 @@ def _binary(graph: Graph, op: Operator):
     return a_t, b_t, y_t
 
 
+def _common_scale(graph: Graph, op: Operator):
+    """ADD, SUB and SQUARED_DIFFERENCE bring both inputs to twice the larger input scale (in
+    double, from the float scales): (y tensor, the zero points, the output scale, the two input
+    multipliers and twice the larger scale)."""
+    a_t, b_t, y_t = _binary(graph, op)
+    s1, z1 = qparams(graph, op, a_t)
+    s2, z2 = qparams(graph, op, b_t)
+    so, zo = qparams(graph, op, y_t)
+    twice_max = 2.0 * float(max(np.float32(s1), np.float32(s2)))
+    return y_t, (z1, z2, zo), so, quantize_multiplier(s1 / twice_max), quantize_multiplier(s2 / twice_max), twice_max
+
+
 def build_add_sub(kind: str):
     def build(graph: Graph, op: Operator):
-        a_t, b_t, y_t = _binary(graph, op)
-        s1, z1 = qparams(graph, op, a_t)
-        s2, z2 = qparams(graph, op, b_t)
-        so, zo = qparams(graph, op, y_t)
+        y_t, (z1, z2, zo), so, (m1, sh1), (m2, sh2), twice_max = _common_scale(graph, op)
         left_shift = 20
-        twice_max = 2.0 * float(max(np.float32(s1), np.float32(s2)))
-        m1, sh1 = quantize_multiplier(s1 / twice_max)
-        m2, sh2 = quantize_multiplier(s2 / twice_max)
         mo, sho = quantize_multiplier(twice_max / ((1 << left_shift) * so))
         act_min, act_max = activation_range(op.options.get("fused_activation_function", "none"), so, zo)
         ai, bi, yi = op.inputs[0], op.inputs[1], op.outputs[0]
@@ -185,3 +194,46 @@ def build_dequantize(graph: Graph, op: Operator):
     xi, yi = op.inputs[0], op.outputs[0]
     shape = tuple(y_t.shape)
     return _lookup_run(xi, yi, shape, _table(K.dequantize_i8, scale, zp)), {}
+
+
+def build_squared_difference(graph: Graph, op: Operator):
+    """SQUARED_DIFFERENCE (LayerNormalization's variance): TFLM's int8 kernel, broadcasting."""
+    y_t, (z1, z2, zo), so, (m1, sh1), (m2, sh2), twice_max = _common_scale(graph, op)
+    left_shift = 7
+    mo, sho = quantize_multiplier(twice_max * twice_max / ((1 << 2 * left_shift) * so))
+    ai, bi, yi = op.inputs[0], op.inputs[1], op.outputs[0]
+    shape = tuple(y_t.shape)
+
+    def run(values):
+        x1, x2, nb = broadcast_flat(values[ai], values[bi], shape)
+        values[yi] = K.squared_difference(x1, x2, -z1, -z2, left_shift, m1, sh1, m2, sh2, mo, sho,
+                                          zo).reshape((nb,) + shape)
+    return run, {}
+
+
+def build_rsqrt(graph: Graph, op: Operator):
+    """RSQRT (LayerNormalization's 1/sqrt(variance + epsilon)): TFLM's int8 kernel, tabulated.
+    TFLM's Invoke fails on an input below its zero point (a negative value); so does this."""
+    x_t, y_t, xi, yi, shape = _unary(graph, op)
+    in_scale, in_zp = qparams(graph, op, x_t)
+    out_scale, out_zp = qparams(graph, op, y_t)
+    m, sh = quantize_multiplier(1.0 / (math.sqrt(float(in_scale)) * float(out_scale)))
+    table = _table(K.rsqrt, in_zp, m, sh, out_zp)
+    lookup = _lookup_run(xi, yi, shape, table)
+
+    def run(values):
+        if in_zp > -128 and (values[xi] < in_zp).any():
+            raise err(graph, op, "an input below its zero point (negative): TFLite Micro's RSQRT "
+                                 "fails the inference")
+        lookup(values)
+    return run, {}
+
+
+def build_abs(graph: Graph, op: Operator):
+    """ABS (softsign's |x|, hard_shrink): TFLM's int8 kernel, tabulated."""
+    x_t, y_t, xi, yi, shape = _unary(graph, op)
+    in_scale, in_zp = qparams(graph, op, x_t)
+    out_scale, out_zp = qparams(graph, op, y_t)
+    rescale = np.float32(in_scale) != np.float32(out_scale)
+    m, sh = quantize_multiplier(float(in_scale) / float(out_scale)) if rescale else (0, 0)
+    return _lookup_run(xi, yi, shape, _table(K.abs_i8, in_zp, rescale, m, sh, out_zp)), {}

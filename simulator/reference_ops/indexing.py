@@ -1,13 +1,16 @@
 """Reference-kernel builders of the layers that compute indices or pick values rather than do
 int8 arithmetic: TILE (Keras 3's UpSampling1D/2D nearest), and the index path of an Embedding
 layer (CAST of the float input to int32, LESS and SELECT wrapping negative indices, int32 ADD,
-GATHER with indices computed at run time)."""
+GATHER with indices computed at run time), and the comparisons (int8 ones on a common scale,
+as TFLM compares them)."""
 from __future__ import annotations
 
 import numpy as np
 
 from simulator.graph import Graph, Operator
-from simulator.reference_ops.common import axis_of, const_data, err, per_sample
+from simulator.kernels_ref import BYTE_VALUES
+from simulator.quant_math import quantize_multiplier
+from simulator.reference_ops.common import axis_of, const_data, err, per_sample, qparams
 
 _NP = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64, "uint8": np.uint8,
        "float32": np.float32, "bool": np.bool_}
@@ -43,8 +46,7 @@ def build_cast(graph: Graph, op: Operator):
 
 
 def _same_scale(graph: Graph, op: Operator, tensors) -> None:
-    """The comparisons and SELECT compare or move raw values: TFLM's int8 comparisons rescale
-    when the two inputs differ; only integer and float inputs without quantization (or one
+    """SELECT moves raw values: only integer and float inputs without quantization (or one
     shared quantization) are taken here."""
     qs = {(tuple(t.scale or ()), tuple(t.zero_point or ())) for t in tensors if t.dtype == "int8"}
     if len(qs) > 1:
@@ -55,14 +57,39 @@ _COMPARE = {"less": np.less, "less_equal": np.less_equal, "greater": np.greater,
             "greater_equal": np.greater_equal, "equal": np.equal, "not_equal": np.not_equal}
 
 
+def _comparison_scale(graph: Graph, op: Operator, t) -> np.ndarray:
+    """TFLM's int8 comparisons (comparisons.cc, reference_ops::*WithScaling) compare each input
+    as ((x - zp) << 8) times its own scale (QuantizeMultiplierSmallerThanOneExp of the scale,
+    single rounding): both inputs on one real axis in units of 1/256, so inputs of different
+    quantization compare as their real values do, and reals less than about 1/256 apart can
+    compare equal (even two int8 values of one quantization whose scale is below 1/256). The
+    scaled value of each int8, indexed by its byte."""
+    scale, zp = qparams(graph, op, t)
+    if not 0.0 < scale < 1.0:
+        raise err(graph, op, f"input scale {scale} is outside (0, 1): TFLite Micro refuses it")
+    m, sh = quantize_multiplier(float(scale))
+    v = (BYTE_VALUES.astype(np.int64) - zp) << 8
+    total = 31 - sh
+    return (v * m + (np.int64(1) << (total - 1))) >> total
+
+
 def build_compare(kind: str):
     fn = _COMPARE[kind]
 
     def build(graph: Graph, op: Operator):
         a_t, b_t, y_t = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]], graph.tensors[op.outputs[0]]
-        _same_scale(graph, op, (a_t, b_t))
         rank = len(y_t.shape)
         ai, bi, yi = op.inputs[0], op.inputs[1], op.outputs[0]
+        if a_t.dtype == "int8" or b_t.dtype == "int8":
+            if a_t.dtype != b_t.dtype:
+                raise err(graph, op, f"inputs of types {a_t.dtype} and {b_t.dtype}: TFLite Micro refuses this")
+            ta, tb = _comparison_scale(graph, op, a_t), _comparison_scale(graph, op, b_t)
+
+            def run(values):
+                a = ta[per_sample(values[ai], rank).view(np.uint8)]
+                b = tb[per_sample(values[bi], rank).view(np.uint8)]
+                values[yi] = fn(a, b)
+            return run, {}
 
         def run(values):
             values[yi] = fn(per_sample(values[ai], rank), per_sample(values[bi], rank))

@@ -1,6 +1,7 @@
 """Reference-kernel builders of the activations that TFLite computes through a 256-entry lookup
-table for int8 (ELU in TFLite Micro; GELU in TensorFlow Lite, which the vendor's TFLite Micro
-lacks), and PRELU (per-element alpha, two requantization multipliers).
+table for int8 (ELU in TFLite Micro; GELU, EXP and LOG in TensorFlow Lite: the vendor's TFLite
+Micro has no GELU and no int8 EXP or LOG, its EXP and LOG take float32 only), and PRELU
+(per-element alpha, two requantization multipliers).
 
 The table is built as the kernels' Prepare builds it (`PopulateLookupTable` / `LUTPopulate`):
 each int8 value dequantized in float, transformed in float, multiplied by 1/out_scale, rounded
@@ -21,8 +22,20 @@ F = np.float32
 
 
 def _c_roundf(x: np.float32) -> float:
-    """roundf: halves away from zero."""
+    """roundf: halves away from zero (infinities and NaN pass through)."""
+    if not math.isfinite(float(x)):
+        return float(x)
     return math.copysign(math.floor(abs(float(x)) + 0.5), float(x))
+
+
+def _to_int32(x: np.float32) -> int:
+    """static_cast<int32_t> of a float as x86-64 computes it (cvttss2si): truncation, and the
+    "integer indefinite" INT32_MIN for NaN, infinities and values outside int32 (log(0) = -inf
+    lands here, and so would an exp that overflows the output's range by 2^31 steps)."""
+    v = float(x)
+    if not math.isfinite(v) or not -2.0 ** 31 <= v < 2.0 ** 31:
+        return -(1 << 31)
+    return int(v)
 
 
 def lookup_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int, transform) -> np.ndarray:
@@ -31,9 +44,10 @@ def lookup_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int, tra
     inverse = F(1.0) / F(out_scale)
     for val in range(-128, 128):
         dequantized = F(in_scale) * F(val - in_zp)
-        transformed = F(transform(dequantized))
+        with np.errstate(all="ignore"):
+            transformed = F(transform(dequantized))
         rescaled = _c_roundf(F(transformed * inverse))
-        quantized = int(F(F(rescaled) + F(out_zp)))      # static_cast<int32_t>: truncates
+        quantized = _to_int32(F(F(rescaled) + F(out_zp)))
         table[val & 0xFF] = min(max(quantized, -128), 127)
     return table
 
@@ -74,7 +88,20 @@ def _build_lookup(transform_of):
     return build
 
 
+def _exp(x: np.float32) -> np.float32:
+    # TensorFlow Lite's exp.cc: std::exp(value) in float (inf once it overflows)
+    return F(math.exp(float(x))) if float(x) < 89.0 else F(np.inf)
+
+
+def _log(x: np.float32) -> np.float32:
+    # TensorFlow Lite's elementwise.cc: std::log(value) in float; log(0) = -inf, log(x < 0) = NaN
+    v = float(x)
+    return F(math.log(v)) if v > 0 else F(-np.inf) if v == 0 else F(np.nan)
+
+
 build_elu = _build_lookup(lambda op: _elu)
+build_exp = _build_lookup(lambda op: _exp)
+build_log = _build_lookup(lambda op: _log)
 build_gelu = _build_lookup(lambda op: _gelu_tanh if op.options.get("approximate", False) else _gelu)
 
 
@@ -111,7 +138,8 @@ def build_prelu(graph: Graph, op: Operator):
 
 def build_float_unary(kind: str):
     """float32 element-wise kernels the converter leaves between a DEQUANTIZE and a QUANTIZE
-    when it has no int8 version: ELU (expm1 for x < 0, TFLM's reference Elu) and NEG. The
+    when it has no int8 version: ELU (expm1 for x < 0, TFLM's reference Elu), NEG and SQUARE
+    (x * x in float: squareplus). The
     functions are evaluated in double and rounded to float (correctly rounded, as the C
     library's expm1f is)."""
     def build(graph: Graph, op: Operator):
@@ -124,6 +152,8 @@ def build_float_unary(kind: str):
             x = values[xi]
             if kind == "neg":
                 values[yi] = -x
+            elif kind == "square":
+                values[yi] = x * x
             else:
                 values[yi] = np.where(x < 0, np.expm1(x.astype(np.float64)).astype(np.float32), x)
         return run, {}

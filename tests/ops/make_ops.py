@@ -1,7 +1,7 @@
 """Build tests/data/ops/: one small int8 model per group of operators that TensorFlow's converter
 emits for standard Keras layers and that the zoo and corpus lack (REDUCE_MAX from
 GlobalMaxPooling2D, SUM, TRANSPOSE, STRIDED_SLICE, SUB, MAXIMUM/MINIMUM, HARD_SWISH, LEAKY_RELU,
-PACK/UNPACK, SPLIT/SPLIT_V, BATCH_MATMUL, FULLY_CONNECTED on 3-D input, ...), built and converted
+PACK/UNPACK, SPLIT/SPLIT_V, BATCH_MATMUL, FULLY_CONNECTED on 3-D input, EXP/LOG, SQUARED_DIFFERENCE/RSQRT, ...), built and converted
 exactly as the corpus is (tests/corpus/make_corpus.py: seeded, full-integer, per-tensor Dense).
 
 Usage (project venv): .venv/bin/python tests/ops/make_ops.py [--only NAME ...]
@@ -147,6 +147,29 @@ def prelu_shared_axes():
     return keras.Model(x, keras.layers.PReLU(alpha_initializer=alpha, shared_axes=[1, 2])(y))
 
 
+def exp_log_table():
+    """softplus straight on a 256-element int8 input: EXP on the input itself (the random inputs
+    reach most of its table), then ADD and LOG; the EXP's output is a second model output."""
+    keras, _ = _k()
+    x = mc._input((256,))
+    e = keras.layers.Activation("exponential")(x)
+    return keras.Model(x, [e, keras.layers.Activation("softplus")(x)])
+
+
+def layer_norm_wide():
+    """LayerNormalization over the 8 channels of a 4x8 map (SQUARED_DIFFERENCE, RSQRT on 32
+    values per inference), after a Conv2D so that the positions differ in mean and spread (not a
+    Dense: on a 3-D input the vendor's MVP kernel writes only part of its output, see
+    test_emulator_ops; not a Conv1D over 32 steps: the vendor's reference MEAN crashes on it)."""
+    keras, _ = _k()
+    s = mc.Seeds(117)
+    x = mc._input((4, 8, 8))
+    y = keras.layers.Conv2D(8, 3, padding="same", kernel_initializer=s.kernel(), bias_initializer=s.bias())(x)
+    ln = keras.layers.LayerNormalization(beta_initializer=keras.initializers.RandomNormal(stddev=0.3, seed=118),
+                                         gamma_initializer=keras.initializers.RandomUniform(0.5, 1.5, seed=119))
+    return keras.Model(x, ln(y))
+
+
 def _resize(seed, fn):
     def build():
         keras, tf = _k()
@@ -181,6 +204,9 @@ MODELS = [
     mc.CorpusModel("elu_table", "ELU (float32 between DEQUANTIZE and QUANTIZE) on a 256-element input", elu_table),
     mc.CorpusModel("prelu_table", "PReLU (per-element alpha) on a 256-element input", prelu_table),
     mc.CorpusModel("prelu_shared_axes", "PReLU with alpha shared over H, W (broadcast)", prelu_shared_axes),
+    mc.CorpusModel("exp_log_table", "exponential and softplus (EXP, ADD, LOG) on a 256-element input", exp_log_table),
+    mc.CorpusModel("layer_norm_wide", "LayerNormalization over the channels of a 4x8x8 map (SQUARED_DIFFERENCE, RSQRT)",
+                   layer_norm_wide),
 ] + [mc.CorpusModel(name, f"{name.replace('_', ' ')}: RESIZE_{name.split('_')[1].upper()}", _resize(seed, fn))
      for name, (seed, fn) in RESIZES.items()]
 

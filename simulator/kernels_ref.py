@@ -646,3 +646,44 @@ def abs_i8(x, input_zero_point, rescale, multiplier, shift, output_zero_point):
             v = mul_by_quantized_multiplier(v, multiplier, shift)
         out[i] = min(max(v + output_zero_point, -128), 127)
     return out
+
+
+@njit(cache=True, inline="always")
+def _mul_by_multiplier_any_shift(x, multiplier, shift):
+    """MultiplyByQuantizedMultiplier (single rounding) over the whole shift range DIV reaches:
+    a shift of 31 multiplies without rounding, and a right shift past 62 leaves 0 (|x * m| is
+    below 2^62, less than the rounding half), both as the C++ computes them."""
+    total_shift = 31 - shift
+    p = np.int64(x) * np.int64(multiplier)
+    if total_shift <= 0:
+        return p
+    if total_shift > 62:
+        return np.int64(0)
+    return (p + (np.int64(1) << (total_shift - 1))) >> total_shift
+
+
+@njit(cache=True, inline="always")
+def _leading_sign_bits32(x):
+    """CountLeadingSignBits of an int32 (GCC's __builtin_clrsb; 31 for 0)."""
+    return count_leading_zeros32(~x if x < 0 else x) - 1
+
+
+@njit(cache=True)
+def div(x1, x2, in1_offset, in2_offset, multiplier, shift, out_offset, act_min, act_max):
+    """TFLM's int8 DIV (reference_ops::DivElementwise): the divisor's sign moved to the dividend,
+    its reciprocal in Q0.31 (GetReciprocal, as softmax's), the dividend shifted up by its
+    headroom and multiplied by it, then one rescale by in1/(in2*out) with both shifts taken
+    back. A zero divisor is not checked in TFLM's release build; it computes as written."""
+    n = x1.shape[0]
+    out = np.empty(n, dtype=np.int8)
+    for i in range(n):
+        a = np.int64(x1[i]) + in1_offset
+        b = np.int64(x2[i]) + in2_offset
+        if b < 0:
+            a, b = -a, -b
+        inv, recip_shift = get_reciprocal(b, 31)
+        headroom = _leading_sign_bits32(a)
+        q = _mul_by_multiplier_any_shift(a, inv, headroom)
+        v = _mul_by_multiplier_any_shift(q, multiplier, shift - recip_shift - headroom) + out_offset
+        out[i] = min(max(v, act_min), act_max)
+    return out

@@ -44,6 +44,7 @@ BUILDERS = {
     "squared_difference": ew.build_squared_difference,
     "rsqrt": ew.build_rsqrt,
     "abs": ew.build_abs,
+    "div": ew.build_div,
     "square": lookup.build_float_unary("square"),
     "exp": lookup.build_exp,
     "log": lookup.build_log,

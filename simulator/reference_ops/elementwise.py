@@ -55,20 +55,30 @@ def build_add_sub(kind: str):
     return build
 
 
-def build_mul(graph: Graph, op: Operator):
-    a_t, b_t, y_t = _binary(graph, op)
-    s1, z1 = qparams(graph, op, a_t)
-    s2, z2 = qparams(graph, op, b_t)
-    so, zo = qparams(graph, op, y_t)
-    m, sh = quantize_multiplier(float(s1) * float(s2) / float(so))
-    act_min, act_max = activation_range(op.options.get("fused_activation_function", "none"), so, zo)
-    ai, bi, yi = op.inputs[0], op.inputs[1], op.outputs[0]
-    shape = tuple(y_t.shape)
+def _one_multiplier(kernel, real_multiplier):
+    """A builder of MUL and DIV: one output multiplier from the three scales
+    (`real_multiplier(s1, s2, s_out)`), then `kernel(x1, x2, -z1, -z2, m, shift, z_out, min, max)`
+    over the broadcast operands."""
+    def build(graph: Graph, op: Operator):
+        a_t, b_t, y_t = _binary(graph, op)
+        s1, z1 = qparams(graph, op, a_t)
+        s2, z2 = qparams(graph, op, b_t)
+        so, zo = qparams(graph, op, y_t)
+        m, sh = quantize_multiplier(real_multiplier(s1, s2, so))
+        act_min, act_max = activation_range(op.options.get("fused_activation_function", "none"), so, zo)
+        ai, bi, yi = op.inputs[0], op.inputs[1], op.outputs[0]
+        shape = tuple(y_t.shape)
 
-    def run(values):
-        x1, x2, nb = broadcast_flat(values[ai], values[bi], shape)
-        values[yi] = K.mul(x1, x2, -z1, -z2, m, sh, zo, act_min, act_max).reshape((nb,) + shape)
-    return run, {}
+        def run(values):
+            x1, x2, nb = broadcast_flat(values[ai], values[bi], shape)
+            values[yi] = kernel(x1, x2, -z1, -z2, m, sh, zo, act_min, act_max).reshape((nb,) + shape)
+        return run, {}
+    return build
+
+
+build_mul = _one_multiplier(K.mul, lambda s1, s2, so: float(s1) * float(s2) / float(so))
+# DIV (softsign's x / (1 + |x|)): TFLM's Prepare computes in1 / (in2 * out) in float
+build_div = _one_multiplier(K.div, lambda s1, s2, so: float(np.float32(s1) / (np.float32(s2) * np.float32(so))))
 
 
 def build_extreme(kind: str):

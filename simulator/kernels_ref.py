@@ -454,40 +454,64 @@ def im2col(xp, kh, kw, stride_h, stride_w, dil_h, dil_w, out_h, out_w, r0, cols)
 
 
 @njit(cache=True)
-def depthwise_acc(x, in_offset, weights, pad_t, pad_l, stride_h, stride_w, dil_h, dil_w, out_h, out_w,
-                  depth_multiplier, r0, acc):
-    """TFLM's depthwise accumulators (bias excluded) of output rows r0.. into acc [rows, OC]:
-    x [N, H, W, IC] int8, weights [KH, KW, OC] in acc's (exact) float type, OC = IC * multiplier;
-    taps outside the input are skipped."""
-    n, h, w, ic_count = x.shape
-    kh, kw, oc = weights.shape
-    flat = x.reshape(-1)
-    wflat = weights.reshape(-1)
-    for r in range(acc.shape[0]):
-        b, oy, ox = _output_position(r0 + r, out_h, out_w)
-        row = acc[r]
-        for c in range(oc):
-            row[c] = 0
-        for ky in range(kh):
-            iy = oy * stride_h - pad_t + ky * dil_h
-            if iy < 0 or iy >= h:
-                continue
-            for kx in range(kw):
-                ix = ox * stride_w - pad_l + kx * dil_w
-                if ix < 0 or ix >= w:
-                    continue
-                # slices indexed from 0: no negative-index checks, so the loops vectorize
-                src = flat[((b * h + iy) * w + ix) * ic_count:]
-                wk = wflat[(ky * kw + kx) * oc:]
-                if depth_multiplier == 1:
+def _depthwise_layout(x, in_offset, pad_t, pad_l, stride_w, depth_multiplier, xph):
+    """One sample x [H, W, IC] int8 as x + in_offset into the interior of xph [SW, HP, WPP * OC]:
+    padded column X in phase X % SW at X // SW, a channel per output channel (IC * multiplier),
+    so that each tap of a stride-SW row of outputs is one contiguous run."""
+    h, w, ic_count = x.shape
+    oc = ic_count * depth_multiplier
+    for y in range(h):
+        src_row = x[y].reshape(-1)
+        for p in range(stride_w):
+            xx0 = (p - pad_l) % stride_w        # the first input column of phase p
+            j0 = (xx0 + pad_l) // stride_w
+            dst = xph[p, y + pad_t, j0 * oc:]
+            if depth_multiplier == 1:
+                for j in range((w - xx0 + stride_w - 1) // stride_w):
+                    src = src_row[(xx0 + j * stride_w) * ic_count:]
+                    d = dst[j * oc:]
                     for c in range(oc):
-                        row[c] += (src[c] + in_offset) * wk[c]
-                else:
+                        d[c] = src[c] + in_offset
+            else:
+                for j in range((w - xx0 + stride_w - 1) // stride_w):
+                    src = src_row[(xx0 + j * stride_w) * ic_count:]
+                    d = dst[j * oc:]
                     for ic in range(ic_count):
                         v = src[ic] + in_offset
                         for m in range(depth_multiplier):
-                            c = ic * depth_multiplier + m
-                            row[c] += v * wk[c]
+                            d[ic * depth_multiplier + m] = v
+
+
+@njit(cache=True)
+def depthwise_acc(x, in_offset, weights_tiled, pad_t, pad_l, padded_h, padded_w, stride_h, stride_w, dil_h, dil_w,
+                  out_h, depth_multiplier, b0, acc):
+    """TFLM's depthwise accumulators (bias excluded) of the samples b0.. into acc
+    [samples * out_h * out_w, OC]: x [N, H, W, IC] int8, weights_tiled [KH, KW, out_w * OC] (each
+    tap's OC weights repeated out_w times) in acc's (exact) float type, OC = IC * multiplier.
+    Each sample is laid out once inside a zero border (`_depthwise_layout`: a padded tap adds
+    nothing, as the reference kernel skips it); then a tap of a whole output row is one unchecked
+    multiply-add over out_w * OC values, which vectorizes (2-4x the per-pixel loop)."""
+    kh, kw, span = weights_tiled.shape
+    oc = acc.shape[1]
+    out_w = span // oc
+    samples = acc.shape[0] // (out_h * out_w)
+    wpp = (padded_w + stride_w - 1) // stride_w
+    xph = np.zeros((stride_w, padded_h, wpp * oc), dtype=acc.dtype)
+    flat = acc.reshape(-1)
+    for s in range(samples):
+        _depthwise_layout(x[b0 + s], in_offset, pad_t, pad_l, stride_w, depth_multiplier, xph)
+        for oy in range(out_h):
+            # slices indexed from 0: no negative-index checks, so the loops vectorize
+            row = flat[(s * out_h + oy) * span:(s * out_h + oy + 1) * span]
+            row[:] = 0
+            for ky in range(kh):
+                iy = oy * stride_h + ky * dil_h
+                for kx in range(kw):
+                    col = kx * dil_w
+                    src = xph[col % stride_w, iy, (col // stride_w) * oc:]
+                    wt = weights_tiled[ky, kx]
+                    for i in range(span):
+                        row[i] += src[i] * wt[i]
 
 
 @njit(cache=True)

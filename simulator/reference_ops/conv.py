@@ -160,21 +160,21 @@ def build_depthwise(graph: Graph, op: Operator):
     offset = dtype(-p.in_zp)
     requantize = K.Requantize(bias(graph, op, 2, oc), p.mult, p.shift, p.out_zp, p.act_min, p.act_max,
                               w_abs * in_abs)
-    chunk = K.chunk_rows(4 * oc)
     per_sample = p.out_h * p.out_w
+    chunk = max(1, K.chunk_rows(4 * oc) // per_sample)      # whole samples: the kernel lays each out once
+    weights_tiled = np.ascontiguousarray(np.tile(weights, (1, 1, p.out_w)))
     xi, yi = op.inputs[0], op.outputs[0]
     shape = tuple(y_t.shape)
 
     def run(values):
         x = _nhwc(values[xi], x_t)
-        rows = x.shape[0] * per_sample
-        y = np.empty((rows, oc), dtype=np.int8)
-        acc = np.empty((min(chunk, rows), oc), dtype=dtype)
-        for r0 in range(0, rows, chunk):
-            n = min(chunk, rows - r0)
-            K.depthwise_acc(x, offset, weights, p.pad_t, p.pad_l, p.sh, p.sw, p.dh, p.dw, p.out_h, p.out_w, dm,
-                            r0, acc[:n])
-            requantize(acc[:n], y[r0:r0 + n])
+        y = np.empty((x.shape[0] * per_sample, oc), dtype=np.int8)
+        acc = np.empty((min(chunk, x.shape[0]) * per_sample, oc), dtype=dtype)
+        for b0 in range(0, x.shape[0], chunk):
+            rows = min(chunk, x.shape[0] - b0) * per_sample
+            K.depthwise_acc(x, offset, weights_tiled, p.pad_t, p.pad_l, p.hp, p.wp, p.sh, p.sw, p.dh, p.dw,
+                            p.out_h, dm, b0, acc[:rows])
+            requantize(acc[:rows], y[b0 * per_sample:b0 * per_sample + rows])
         values[yi] = y.reshape((-1,) + shape)
     return run, {}
 

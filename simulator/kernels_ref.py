@@ -454,10 +454,10 @@ def im2col(xp, kh, kw, stride_h, stride_w, dil_h, dil_w, out_h, out_w, r0, cols)
 
 
 @njit(cache=True)
-def _depthwise_layout(x, in_offset, pad_t, pad_l, stride_w, depth_multiplier, xph):
-    """One sample x [H, W, IC] int8 as x + in_offset into the interior of xph [SW, HP, WPP * OC]:
-    padded column X in phase X % SW at X // SW, a channel per output channel (IC * multiplier),
-    so that each tap of a stride-SW row of outputs is one contiguous run."""
+def _depthwise_layout(x, pad_t, pad_l, stride_w, depth_multiplier, xph):
+    """One sample x [H, W, IC] int8 into the interior of xph [SW, HP, WPP * OC] int8: padded
+    column X in phase X % SW at X // SW, a channel per output channel (IC * multiplier), so that
+    each tap of a stride-SW row of outputs is one contiguous run."""
     h, w, ic_count = x.shape
     oc = ic_count * depth_multiplier
     for y in range(h):
@@ -466,40 +466,37 @@ def _depthwise_layout(x, in_offset, pad_t, pad_l, stride_w, depth_multiplier, xp
             xx0 = (p - pad_l) % stride_w        # the first input column of phase p
             j0 = (xx0 + pad_l) // stride_w
             dst = xph[p, y + pad_t, j0 * oc:]
-            if depth_multiplier == 1:
-                for j in range((w - xx0 + stride_w - 1) // stride_w):
-                    src = src_row[(xx0 + j * stride_w) * ic_count:]
-                    d = dst[j * oc:]
+            for j in range((w - xx0 + stride_w - 1) // stride_w):
+                src = src_row[(xx0 + j * stride_w) * ic_count:]
+                d = dst[j * oc:]
+                if depth_multiplier == 1:
                     for c in range(oc):
-                        d[c] = src[c] + in_offset
-            else:
-                for j in range((w - xx0 + stride_w - 1) // stride_w):
-                    src = src_row[(xx0 + j * stride_w) * ic_count:]
-                    d = dst[j * oc:]
+                        d[c] = src[c]
+                else:
                     for ic in range(ic_count):
-                        v = src[ic] + in_offset
                         for m in range(depth_multiplier):
-                            d[ic * depth_multiplier + m] = v
+                            d[ic * depth_multiplier + m] = src[ic]
 
 
 @njit(cache=True)
 def depthwise_acc(x, in_offset, weights_tiled, pad_t, pad_l, padded_h, padded_w, stride_h, stride_w, dil_h, dil_w,
                   out_h, depth_multiplier, b0, acc):
     """TFLM's depthwise accumulators (bias excluded) of the samples b0.. into acc
-    [samples * out_h * out_w, OC]: x [N, H, W, IC] int8, weights_tiled [KH, KW, out_w * OC] (each
-    tap's OC weights repeated out_w times) in acc's (exact) float type, OC = IC * multiplier.
-    Each sample is laid out once inside a zero border (`_depthwise_layout`: a padded tap adds
-    nothing, as the reference kernel skips it); then a tap of a whole output row is one unchecked
-    multiply-add over out_w * OC values, which vectorizes (2-4x the per-pixel loop)."""
+    [samples * out_h * out_w, OC]: x [N, H, W, IC] int8, in_offset = -zero point in acc's type,
+    weights_tiled [KH, KW, out_w * OC] (each tap's OC weights repeated out_w times) in acc's
+    (exact) float type, OC = IC * multiplier. Each sample is laid out once inside a border of the
+    zero point (`_depthwise_layout`: a padded tap adds nothing, as the reference kernel skips it);
+    then a tap of a whole output row is one unchecked multiply-add over out_w * OC values, which
+    vectorizes (2-4x the per-pixel loop)."""
     kh, kw, span = weights_tiled.shape
     oc = acc.shape[1]
     out_w = span // oc
     samples = acc.shape[0] // (out_h * out_w)
     wpp = (padded_w + stride_w - 1) // stride_w
-    xph = np.zeros((stride_w, padded_h, wpp * oc), dtype=acc.dtype)
+    xph = np.full((stride_w, padded_h, wpp * oc), -in_offset, dtype=np.int8)
     flat = acc.reshape(-1)
     for s in range(samples):
-        _depthwise_layout(x[b0 + s], in_offset, pad_t, pad_l, stride_w, depth_multiplier, xph)
+        _depthwise_layout(x[b0 + s], pad_t, pad_l, stride_w, depth_multiplier, xph)
         for oy in range(out_h):
             # slices indexed from 0: no negative-index checks, so the loops vectorize
             row = flat[(s * out_h + oy) * span:(s * out_h + oy + 1) * span]
@@ -511,7 +508,7 @@ def depthwise_acc(x, in_offset, weights_tiled, pad_t, pad_l, padded_h, padded_w,
                     src = xph[col % stride_w, iy, (col // stride_w) * oc:]
                     wt = weights_tiled[ky, kx]
                     for i in range(span):
-                        row[i] += src[i] * wt[i]
+                        row[i] += (src[i] + in_offset) * wt[i]
 
 
 @njit(cache=True)

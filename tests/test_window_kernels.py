@@ -1,9 +1,9 @@
 """The window kernels of the reference mode against a direct sum, on the geometries the corpora
 have few of: strides 1-3, dilations 1-2, depth multipliers 1-3, uneven padding. Depthwise
 (`kernels_ref.depthwise_acc`: each sample laid out in stride phases inside a border of the
-zero point) and
-conv's patches (`kernels_ref.pad_biased` + `im2col`, multiplied by `int_matmul`) must give the
-reference kernel's accumulators: sum over the taps inside the input of (x - zp) * w."""
+zero point) and conv's patches (`kernels_ref.pad_biased` + `im2col`, multiplied by
+`int_matmul`) must give the reference kernel's accumulators: sum over the taps inside the input
+of (x - zp) * w."""
 from __future__ import annotations
 
 import itertools

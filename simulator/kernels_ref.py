@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from simulator.quant_math import (
-    count_leading_zeros32, exp_on_negative_values, fixed_logistic, fixed_tanh, get_reciprocal,
+    count_leading_zeros32, exp_on_negative_values, fixed_logistic, fixed_tanh, get_reciprocal, log_x_for_x_ge_1,
     mul_by_quantized_multiplier, rounding_divide_by_pot, saturating_left_shift16, saturating_mul_by_pot,
     sdhm16, srdhm, srdhm16, wrap32,
 )
@@ -198,23 +198,31 @@ def mul(x1, x2, in1_offset, in2_offset, multiplier, shift, out_offset, act_min, 
     return out
 
 
+@njit(cache=True, inline="always")
+def _row_max_and_exp_sum(x, r, input_multiplier, input_left_shift, diff_min):
+    """SOFTMAX's and LOG_SOFTMAX's first passes over row r: its maximum, and the sum in Q12.19
+    of exp(diff) over the diffs from it within diff_min (each diff scaled to Q5.26)."""
+    depth = x.shape[1]
+    max_in_row = np.int64(-128)
+    for c in range(depth):
+        if x[r, c] > max_in_row:
+            max_in_row = np.int64(x[r, c])
+    sum_of_exps = np.int64(0)
+    for c in range(depth):
+        diff = np.int64(x[r, c]) - max_in_row
+        if diff >= diff_min:
+            scaled = mul_by_quantized_multiplier(diff, input_multiplier, input_left_shift)
+            sum_of_exps = wrap32(sum_of_exps + rounding_divide_by_pot(exp_on_negative_values(scaled, 5), 12))
+    return max_in_row, sum_of_exps
+
+
 @njit(cache=True)
 def softmax(x, input_multiplier, input_left_shift, diff_min):
     """x [rows, depth] int8 -> int8 with zero point -128 and scale 1/256 (gemmlowp exp path)."""
     rows, depth = x.shape
     out = np.empty((rows, depth), dtype=np.int8)
     for r in range(rows):
-        max_in_row = np.int64(-128)
-        for c in range(depth):
-            if x[r, c] > max_in_row:
-                max_in_row = np.int64(x[r, c])
-        sum_of_exps = np.int64(0)  # Q12.19
-        for c in range(depth):
-            diff = np.int64(x[r, c]) - max_in_row
-            if diff >= diff_min:
-                scaled = mul_by_quantized_multiplier(diff, input_multiplier, input_left_shift)
-                e = exp_on_negative_values(scaled, 5)
-                sum_of_exps = wrap32(sum_of_exps + rounding_divide_by_pot(e, 12))
+        max_in_row, sum_of_exps = _row_max_and_exp_sum(x, r, input_multiplier, input_left_shift, diff_min)
         shifted_scale, num_bits_over_unit = get_reciprocal(sum_of_exps, 12)
         exponent = num_bits_over_unit + 31 - 8
         for c in range(depth):
@@ -223,6 +231,31 @@ def softmax(x, input_multiplier, input_left_shift, diff_min):
                 scaled = mul_by_quantized_multiplier(diff, input_multiplier, input_left_shift)
                 e = exp_on_negative_values(scaled, 5)
                 v = rounding_divide_by_pot(srdhm(shifted_scale, e), exponent) - 128
+                out[r, c] = min(max(v, -128), 127)
+            else:
+                out[r, c] = -128
+    return out
+
+
+@njit(cache=True)
+def log_softmax(x, input_multiplier, input_left_shift, reverse_divisor, reverse_shift, diff_min):
+    """x [rows, depth] int8 -> int8 with zero point 127 and scale 16/256 (TFLM's
+    LogSoftmaxQuantized): diffs from the row's maximum in Q5.26, the sum of their exps in Q12.19,
+    its log in Q5.26 (`log_x_for_x_ge_1`), each diff minus that log rescaled to the output; diffs
+    at or below the log's reach (mapped back to input steps) give -128."""
+    rows, depth = x.shape
+    out = np.empty((rows, depth), dtype=np.int8)
+    for r in range(rows):
+        max_in_row, sum_of_exps = _row_max_and_exp_sum(x, r, input_multiplier, input_left_shift, diff_min)
+        log_sum = log_x_for_x_ge_1(sum_of_exps, 12, 5)
+        shifted_log_sum = wrap32(log_sum - 2147483648)
+        adjusted_diff_min = max(diff_min - 1, mul_by_quantized_multiplier(shifted_log_sum, reverse_divisor,
+                                                                          reverse_shift))
+        for c in range(depth):
+            diff = np.int64(x[r, c]) - max_in_row
+            if diff > adjusted_diff_min:
+                scaled = mul_by_quantized_multiplier(diff, input_multiplier, input_left_shift)
+                v = rounding_divide_by_pot(wrap32(scaled - log_sum), 31 - 5 - 4) + 127
                 out[r, c] = min(max(v, -128), 127)
             else:
                 out[r, c] = -128

@@ -85,6 +85,18 @@ def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
     return multiplier, left_shift, diff_min
 
 
+def log_softmax_params(input_scale: float) -> tuple[int, int, int, int, int]:
+    """(input_multiplier, input_left_shift, reverse_scaling_divisor, its shift (<= 0), diff_min) of
+    the int8 LOG_SOFTMAX (PreprocessLogSoftmaxScalingExp, beta 1, scaled diff Q5.26): softmax's
+    input scaling, and the inverse of that scaling as a multiplier below one."""
+    multiplier, left_shift, diff_min = softmax_params(1.0, input_scale)
+    reverse = (1 << (31 - left_shift)) / float(multiplier)
+    if not 0.0 < reverse < 1.0:
+        raise ValueError(f"input scale {input_scale}: the reverse scaling {reverse} is not below 1")
+    divisor, divisor_shift = quantize_multiplier(reverse)
+    return multiplier, left_shift, divisor, divisor_shift, diff_min
+
+
 def sigmoid_tanh_params(input_scale: float) -> tuple[int, int, int]:
     """(input_multiplier, input_left_shift, input_range_radius) of the int8 logistic and tanh:
     the input is rescaled to Q4.27 with a frexp-derived multiplier (no 2^31 correction)."""
@@ -284,6 +296,48 @@ def fixed_tanh(a, integer_bits):
     n = a if a < 0 else wrap32(-a)
     t = one_minus_x_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(n, integer_bits + 1))
     return wrap32(-t) if a < 0 else t
+
+
+@njit(cache=True, inline="always")
+def saturating_add32(a, b):
+    return min(max(np.int64(a) + np.int64(b), -2147483648), 2147483647)
+
+
+@njit(cache=True)
+def log_x_for_x_ge_1(a, input_integer_bits, output_integer_bits):
+    """TFLite's log_x_for_x_greater_than_or_equal_to_1: ln of a Q(input_integer_bits) value
+    >= 1 into Q(output_integer_bits). The input's power of two from its leading zeros (taken
+    both as is and premultiplied by sqrt(1/2), the better of the two kept), the remaining
+    mantissa's log by a rational approximation in Q0.31 around 2^(-1/4)."""
+    accum_bits = output_integer_bits + 1
+    log_2, sqrt_sqrt_half, sqrt_half = np.int64(1488522236), np.int64(1805811301), np.int64(1518500250)
+    alpha_n, alpha_d = np.int64(117049297), np.int64(127690142)
+    alpha_i, alpha_f = np.int64(1057819769), np.int64(638450708)
+    shifted_quarter = rounding_divide_by_pot(np.int64(536870912), accum_bits)
+    z_a = np.int64(a)
+    za_headroom_plus_1 = count_leading_zeros32(z_a)
+    r_a_tmp = saturating_mul_by_pot(z_a, za_headroom_plus_1 - 1)
+    r_a = saturating_mul_by_pot(srdhm(r_a_tmp, sqrt_half), 1)
+    za_pow2_adj = saturating_add32(saturating_mul_by_pot(np.int64(input_integer_bits - za_headroom_plus_1),
+                                                         31 - accum_bits), shifted_quarter)
+    z_b = srdhm(z_a, sqrt_half)
+    zb_headroom = count_leading_zeros32(z_b) - 1
+    r_b = saturating_mul_by_pot(z_a, zb_headroom)
+    zb_pow2_adj = saturating_add32(saturating_mul_by_pot(np.int64(input_integer_bits - zb_headroom),
+                                                         31 - accum_bits), -shifted_quarter)
+    r = min(r_a, r_b)
+    z_pow2_adj = max(za_pow2_adj, zb_pow2_adj)
+    p = rounding_half_sum(r, sqrt_sqrt_half)
+    q = wrap32(r - sqrt_sqrt_half)
+    q = wrap32(q + q)
+    common_sq = srdhm(q, q)
+    num = wrap32(srdhm(q, r) + srdhm(srdhm(q, common_sq), alpha_n))
+    inner = wrap32(wrap32(alpha_i + q) + srdhm(alpha_d, common_sq))
+    denom_minus_one = wrap32(srdhm(p, inner) + srdhm(alpha_f, q))
+    recip_denom = one_over_one_plus_x_for_x_in_0_1(denom_minus_one)
+    num_scaled = rounding_divide_by_pot(num, accum_bits)
+    total = wrap32(srdhm(z_pow2_adj, log_2) + srdhm(num_scaled, recip_denom))
+    return saturating_mul_by_pot(total, accum_bits - output_integer_bits)
 
 
 @njit(cache=True, inline="always")

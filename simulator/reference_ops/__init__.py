@@ -35,6 +35,7 @@ BUILDERS = {
     "maximum": ew.build_extreme("max"),
     "minimum": ew.build_extreme("min"),
     "softmax": ew.build_softmax,
+    "log_softmax": ew.build_log_softmax,
     "logistic": ew.build_sigmoid_tanh("logistic"),
     "tanh": ew.build_sigmoid_tanh("tanh"),
     "relu": ew.build_relu("relu"),

@@ -1,6 +1,6 @@
 """Reference-kernel builders of the element-wise layers: ADD, SUB, MUL (broadcasting, TFLM's int8
 arithmetic), MAXIMUM and MINIMUM, and the activations RELU, RELU6, LEAKY_RELU, HARD_SWISH,
-LOGISTIC, TANH, SOFTMAX, plus QUANTIZE and DEQUANTIZE, and LayerNormalization's
+LOGISTIC, TANH, SOFTMAX, LOG_SOFTMAX, plus QUANTIZE and DEQUANTIZE, and LayerNormalization's
 SQUARED_DIFFERENCE and RSQRT."""
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 from simulator import kernels_ref as K
 from simulator.graph import Graph, Operator
 from simulator.quant_math import (
-    activation_range, c_round, hard_swish_params, quantize_multiplier, sigmoid_tanh_params, softmax_params,
+    activation_range, c_round, hard_swish_params, log_softmax_params, quantize_multiplier, sigmoid_tanh_params,
+    softmax_params,
 )
 from simulator.reference_ops.common import (
     broadcast_flat, err, flat, qparams, require_int8, require_same_quantization,
@@ -127,6 +128,24 @@ def build_softmax(graph: Graph, op: Operator):
     def run(values):
         values[yi] = K.softmax(values[xi].reshape(-1, depth), mult, left_shift, diff_min
                                ).reshape((-1,) + shape)
+    return run, {}
+
+
+def build_log_softmax(graph: Graph, op: Operator):
+    """LOG_SOFTMAX (Activation('log_softmax')): TFLM's int8 kernel over the last axis; TFLM
+    requires the output quantization 16/256 with zero point 127."""
+    x_t, y_t, xi, yi, shape = _unary(graph, op)
+    in_scale, _ = qparams(graph, op, x_t)
+    if qparams(graph, op, y_t) != (float(np.float32(16.0 / 256)), 127):
+        raise err(graph, op, "output quantization is not scale 1/16, zero point 127: TFLite Micro refuses it")
+    try:
+        params = log_softmax_params(in_scale)
+    except ValueError as e:
+        raise err(graph, op, f"{e}: TFLite Micro refuses it") from None
+    depth = x_t.shape[-1]
+
+    def run(values):
+        values[yi] = K.log_softmax(values[xi].reshape(-1, depth), *params).reshape((-1,) + shape)
     return run, {}
 
 

@@ -1,7 +1,7 @@
 """Build tests/data/ops/: one small int8 model per group of operators that TensorFlow's converter
 emits for standard Keras layers and that the zoo and corpus lack (REDUCE_MAX from
 GlobalMaxPooling2D, SUM, TRANSPOSE, STRIDED_SLICE, SUB, MAXIMUM/MINIMUM, HARD_SWISH, LEAKY_RELU,
-PACK/UNPACK, SPLIT/SPLIT_V, BATCH_MATMUL, FULLY_CONNECTED on 3-D input, EXP/LOG, SQUARED_DIFFERENCE/RSQRT, ...), built and converted
+PACK/UNPACK, SPLIT/SPLIT_V, BATCH_MATMUL, FULLY_CONNECTED on 3-D input, EXP/LOG, SQUARED_DIFFERENCE/RSQRT, LOG_SOFTMAX, ...), built and converted
 exactly as the corpus is (tests/corpus/make_corpus.py: seeded, full-integer, per-tensor Dense).
 
 Usage (project venv): .venv/bin/python tests/ops/make_ops.py [--only NAME ...]
@@ -170,6 +170,16 @@ def layer_norm_wide():
     return keras.Model(x, ln(y))
 
 
+def log_softmax_rows():
+    """log_softmax over 10 classes in each of 32 rows (LOG_SOFTMAX on 320 values per inference),
+    after a Conv1D."""
+    keras, _ = _k()
+    s = mc.Seeds(120)
+    x = mc._input((32, 6))
+    y = keras.layers.Conv1D(10, 3, padding="same", kernel_initializer=s.kernel(), bias_initializer=s.bias())(x)
+    return keras.Model(x, keras.layers.Activation("log_softmax")(y))
+
+
 def _resize(seed, fn):
     def build():
         keras, tf = _k()
@@ -205,6 +215,7 @@ MODELS = [
     mc.CorpusModel("prelu_table", "PReLU (per-element alpha) on a 256-element input", prelu_table),
     mc.CorpusModel("prelu_shared_axes", "PReLU with alpha shared over H, W (broadcast)", prelu_shared_axes),
     mc.CorpusModel("exp_log_table", "exponential and softplus (EXP, ADD, LOG) on a 256-element input", exp_log_table),
+    mc.CorpusModel("log_softmax_rows", "log_softmax over 10 classes in 32 rows (LOG_SOFTMAX)", log_softmax_rows),
     mc.CorpusModel("layer_norm_wide", "LayerNormalization over the channels of a 4x8x8 map (SQUARED_DIFFERENCE, RSQRT)",
                    layer_norm_wide),
 ] + [mc.CorpusModel(name, f"{name.replace('_', ' ')}: RESIZE_{name.split('_')[1].upper()}", _resize(seed, fn))

@@ -49,6 +49,7 @@ NO_ORACLE = {
     "activation_softplus.tflite": "MLTK 0.20's TFLite Micro has no int8 EXP or LOG kernel (its run fails)",
     "activation_log_sigmoid.tflite": "MLTK 0.20's TFLite Micro has no int8 EXP or LOG kernel (its run fails)",
     "exp_log_table.tflite": "MLTK 0.20's TFLite Micro has no int8 EXP or LOG kernel (its run fails)",
+    "sqrt_table.tflite": "int8 SQRT: MLTK 0.20's TFLite Micro has float SQRT only (its run fails)",
     "activation_exponential.tflite": "MLTK 0.20's TFLite Micro has no int8 EXP kernel (its run fails)",
     "activation_celu.tflite": "MLTK 0.20's TFLite Micro has no int8 EXP kernel (its run fails)",
     "activation_selu.tflite": "MLTK 0.20's TFLite Micro has no int8 EXP kernel (its run fails)",
@@ -65,7 +66,7 @@ NO_ORACLE = {
 # operators in other models; compared in the mode that ran, and with TensorFlow Lite in the other
 ORACLE_CRASHED = {"average.tflite": "mvp", "cropping1d.tflite": "none", "globalaveragepooling1d.tflite": "none"}
 # Layers whose operators the emulator does not run yet: refused by name (docs/keras_layers.md)
-REFUSED = {"Activation('squareplus')": "sqrt", "Activation('sparsemax')": "topk_v2"}
+REFUSED = {"Activation('sparsemax')": "topk_v2"}
 # Known deviations of the MVP mode from the vendor simulator, kept visible (strict: a fix shows)
 KNOWN_MVP = {name: "a Dense layer on a 3-D input (FULLY_CONNECTED, keep_num_dims): the vendor's MVP kernel "
                    "writes T of the T*U outputs and leaves the rest as stale arena memory (nonzero in its "
@@ -73,7 +74,7 @@ KNOWN_MVP = {name: "a Dense layer on a 3-D input (FULLY_CONNECTED, keep_num_dims
              for name in ("reduce_sum_mean_1d.tflite", "stack_split.tflite", "dense_3_d_input.tflite")}
 WITH_ORACLE = [p for p in MODELS if p.name not in NO_ORACLE]
 # The refused layers' models (the oracle runs neither)
-REFUSED_FILES = {"activation_squareplus.tflite", "activation_sparsemax.tflite"}
+REFUSED_FILES = {"activation_sparsemax.tflite"}
 ORACLE_NONE_MODELS = [p for p in WITH_ORACLE if p.name in ORACLE_NONE and p.name not in REFUSED_FILES]
 ORACLE_MVP_MODELS = [p for p in WITH_ORACLE if p.name in ORACLE_MVP and p.name not in REFUSED_FILES]
 # Where TensorFlow Lite's reference kernels compute something else than TFLM (the oracle decides)
@@ -103,7 +104,7 @@ def test_every_fixture_has_oracle_outputs_and_its_operators_run():
     for want in ("reduce_max", "sum", "mean", "transpose", "strided_slice", "sub", "maximum", "minimum",
                  "hard_swish", "leaky_relu", "logistic", "pack", "unpack", "split", "split_v", "batch_matmul",
                  "elu", "prelu", "gelu", "resize_nearest_neighbor", "resize_bilinear", "tile", "cast", "less",
-                 "select", "gather", "exp", "log", "squared_difference", "rsqrt", "abs", "greater", "div", "log_softmax"):
+                 "select", "gather", "exp", "log", "squared_difference", "rsqrt", "abs", "greater", "div", "log_softmax", "sqrt"):
         assert want in ops and want in OPERATORS, want
 
 
@@ -302,14 +303,14 @@ def _layer_records() -> list[dict]:
     return json.loads((OPS / "tflite_layers.json").read_text())
 
 
-def test_exp_log_abs_and_comparisons_equal_tensorflow_lite_layer_by_layer():
-    """int8 EXP and LOG (TensorFlow Lite's lookup tables: the vendor's TFLite Micro has neither),
+def test_exp_log_sqrt_abs_and_comparisons_equal_tensorflow_lite_layer_by_layer():
+    """int8 EXP, LOG and SQRT (TensorFlow Lite's tables: the vendor's TFLite Micro has none),
     ABS and the rescaling comparisons, fed the inputs that TensorFlow Lite's interpreter gave
     each layer over 256 draws (tests/ops/tflite_layers.py), give its outputs element for
     element, in every model they occur in (EXP over all 256 int8 values in exp_log_table)."""
     from simulator.reference_ops import reference_step
     records = _layer_records()
-    assert {r["opcode"] for r in records} >= {"exp", "log", "abs", "greater", "less", "less_equal", "greater_equal"}
+    assert {r["opcode"] for r in records} >= {"exp", "log", "sqrt", "abs", "greater", "less", "less_equal", "greater_equal"}
     assert max(len(r["output"]) for r in records if r["opcode"] == "exp") == 256
     for r in records:
         g = read_model_file(OPS / r["model"])
@@ -332,28 +333,35 @@ def test_exp_log_abs_and_comparisons_equal_tensorflow_lite_layer_by_layer():
         assert np.array_equal(got, np.asarray(r["output"])), f"{r['model']} layer {r['layer']} ({r['opcode']})"
 
 
-def test_rsqrt_refuses_a_negative_input_as_tflite_micro_does():
-    """TFLM's RSQRT fails the inference on an input below its zero point. The converter gives
-    LayerNormalization's RSQRT input zero point -128 (variance + epsilon >= 0), so the fixture's
-    layer is run with its input's zero point moved to 10: values at or above it run (x == zp
-    gives TFLM's 127), one below it raises naming the layer."""
+@pytest.mark.parametrize("model, opcode", [("layer_norm_wide.tflite", "rsqrt"), ("sqrt_table.tflite", "sqrt")])
+def test_rsqrt_and_sqrt_refuse_a_negative_input(model, opcode):
+    """TFLM's RSQRT fails the inference on an input below its zero point (and TensorFlow Lite's
+    int8 SQRT converts a NaN there). The converter gives both inputs zero point -128 (variance +
+    epsilon and |x| are >= 0), so the fixture's layer is run with its input's zero point moved to
+    10: values at or above it run (1/sqrt(0) gives TFLM's 127), one below it raises naming the
+    layer."""
     import dataclasses
 
     from simulator.reference_ops import reference_step
-    g = read_model_file(OPS / "layer_norm_wide.tflite")
-    op = next(o for o in g.operators if o.opcode == "rsqrt")
-    x_t = g.tensors[op.inputs[0]]
+    g = read_model_file(OPS / model)
+    op = next(o for o in g.operators if o.opcode == opcode)
+    x_t, y_t = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
     assert int(x_t.zero_point[0]) == -128
     g.tensors[op.inputs[0]] = dataclasses.replace(x_t, zero_point=np.array([10]))
     step = reference_step(g, op)
+    n = x_t.n_elements
     values: list = [None] * len(g.tensors)
-    values[op.inputs[0]] = np.tile(np.array([[10, 11, 127]], dtype=np.int8), 11)[:, :32].reshape((1,) + tuple(x_t.shape))
+    values[op.inputs[0]] = np.resize(np.array([10, 11, 127], dtype=np.int8), n).reshape((1,) + tuple(x_t.shape))
     step.run(values)
     y = values[op.outputs[0]].reshape(-1)
-    s_in, (s_out, z_out) = float(x_t.scale[0]), (float(g.tensors[op.outputs[0]].scale[0]),
-                                                int(g.tensors[op.outputs[0]].zero_point[0]))
-    assert y[0] == y[1] == 127            # 1/sqrt of 0 and of one step saturate
-    assert abs(int(y[2]) - (1 / np.sqrt(117 * s_in) / s_out + z_out)) <= 1     # the fixed point ~ the real
+    s_in, s_out, z_out = float(x_t.scale[0]), float(y_t.scale[0]), int(y_t.zero_point[0])
+    if opcode == "rsqrt":
+        assert y[0] == y[1] == 127            # 1/sqrt of 0 and of one step saturate
+        want = 1 / np.sqrt(117 * s_in) / s_out + z_out
+    else:
+        assert y[0] == z_out                  # sqrt(0)
+        want = np.sqrt(117 * s_in) / s_out + z_out
+    assert abs(int(y[2]) - want) <= 1         # the kernel ~ the real function
     values[op.inputs[0]] = np.full((1,) + tuple(x_t.shape), 9, dtype=np.int8)
-    with pytest.raises(ModelError, match=r"layer \d+ \(rsqrt\): an input below its zero point"):
+    with pytest.raises(ModelError, match=rf"layer \d+ \({opcode}\): an input below its zero point"):
         step.run(values)

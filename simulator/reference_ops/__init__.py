@@ -5,10 +5,9 @@ A builder takes (graph, op), checks what TFLM's Prepare checks, computes the lay
 once (multipliers, padding, offsets) and returns (run, info); `run(values)` reads and writes the
 tensor value list, every activation with a leading batch axis. The families live in their own
 modules: conv (layers with weights), reduce (pooling and axis reductions), elementwise
-(arithmetic, activations, quantization, SQUARED_DIFFERENCE, RSQRT), lookup (table activations:
-ELU, GELU, EXP, LOG; PRELU, float ELU/NEG),
-resize (up-sampling), indexing (TILE, CAST, comparisons, SELECT, computed GATHER) and shape
-(data movement). `OPERATORS` lists what runs.
+(arithmetic, activations, quantization, SQUARED_DIFFERENCE, RSQRT, ABS, DIV, LOG_SOFTMAX), lookup
+(table activations: ELU, GELU, EXP, LOG, SQRT; PRELU, float ELU/NEG/SQUARE), resize (up-sampling),
+indexing (TILE, CAST, comparisons, SELECT, computed GATHER) and shape (data movement). `OPERATORS` lists what runs.
 """
 from __future__ import annotations
 
@@ -46,6 +45,7 @@ BUILDERS = {
     "rsqrt": ew.build_rsqrt,
     "abs": ew.build_abs,
     "div": ew.build_div,
+    "sqrt": lookup.build_sqrt,
     "square": lookup.build_float_unary("square"),
     "exp": lookup.build_exp,
     "log": lookup.build_log,

@@ -1,6 +1,6 @@
 """Reference-kernel builders of the activations that TFLite computes through a 256-entry lookup
-table for int8 (ELU in TFLite Micro; GELU, EXP and LOG in TensorFlow Lite: the vendor's TFLite
-Micro has no GELU and no int8 EXP or LOG, its EXP and LOG take float32 only), and PRELU
+table for int8 (ELU in TFLite Micro; GELU, EXP, LOG and SQRT in TensorFlow Lite: the vendor's
+TFLite Micro has no GELU and no int8 EXP, LOG or SQRT, its EXP, LOG and SQRT take float32 only), and PRELU
 (per-element alpha, two requantization multipliers).
 
 The table is built as the kernels' Prepare builds it (`PopulateLookupTable` / `LUTPopulate`):
@@ -38,15 +38,17 @@ def _to_int32(x: np.float32) -> int:
     return int(v)
 
 
-def lookup_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int, transform) -> np.ndarray:
-    """The int8 table, indexed by the input byte as uint8 (value & 0xFF)."""
+def lookup_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int, transform,
+                 truncate: bool = False) -> np.ndarray:
+    """The int8 table, indexed by the input byte as uint8 (value & 0xFF); `truncate`: the
+    rescaled value truncated instead of rounded (SQRT's rule)."""
     table = np.empty(256, dtype=np.int8)
     inverse = F(1.0) / F(out_scale)
     for val in range(-128, 128):
         dequantized = F(in_scale) * F(val - in_zp)
         with np.errstate(all="ignore"):
             transformed = F(transform(dequantized))
-        rescaled = _c_roundf(F(transformed * inverse))
+        rescaled = float(_to_int32(F(transformed * inverse))) if truncate else _c_roundf(F(transformed * inverse))
         quantized = _to_int32(F(F(rescaled) + F(out_zp)))
         table[val & 0xFF] = min(max(quantized, -128), 127)
     return table
@@ -73,13 +75,13 @@ def _gelu_tanh(x: np.float32) -> np.float32:
     return F(F(F(0.5) * x) * F(F(1.0) + F(math.tanh(float(inner)))))
 
 
-def _build_lookup(transform_of):
+def _build_lookup(transform_of, truncate: bool = False):
     def build(graph: Graph, op: Operator):
         x_t, y_t = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
         require_int8(graph, op, x_t, y_t)
         in_scale, in_zp = qparams(graph, op, x_t)
         out_scale, out_zp = qparams(graph, op, y_t)
-        table = lookup_table(in_scale, in_zp, out_scale, out_zp, transform_of(op))
+        table = lookup_table(in_scale, in_zp, out_scale, out_zp, transform_of(op), truncate)
         xi, yi = op.inputs[0], op.outputs[0]
 
         def run(values):
@@ -97,6 +99,31 @@ def _log(x: np.float32) -> np.float32:
     # TensorFlow Lite's elementwise.cc: std::log(value) in float; log(0) = -inf, log(x < 0) = NaN
     v = float(x)
     return F(math.log(v)) if v > 0 else F(-np.inf) if v == 0 else F(np.nan)
+
+
+def _sqrt(x: np.float32) -> np.float32:
+    return F(math.sqrt(float(x))) if float(x) >= 0 else F(np.nan)
+
+
+_sqrt_table = _build_lookup(lambda op: _sqrt, truncate=True)
+
+
+def build_sqrt(graph: Graph, op: Operator):
+    """int8 SQRT (squareplus), as TensorFlow Lite's interpreter (2.21) computes it: sqrt of the
+    dequantized value in float, divided by the output scale and truncated, plus the zero point.
+    That rule is measured, not read: it reproduces the interpreter's output on every input its
+    table met in two models (tests/data/ops/tflite_layers.json), where rounding (the LUT rule of
+    EXP and LOG) misses half of them. An input below its zero point (a negative value, NaN in
+    float, an undefined conversion in C++) is refused when it occurs."""
+    run_table, info = _sqrt_table(graph, op)
+    xi = op.inputs[0]
+    _, in_zp = qparams(graph, op, graph.tensors[xi])
+
+    def run(values):
+        if in_zp > -128 and (values[xi] < in_zp).any():
+            raise err(graph, op, "an input below its zero point (negative): its square root is undefined")
+        run_table(values)
+    return run, info
 
 
 build_elu = _build_lookup(lambda op: _elu)

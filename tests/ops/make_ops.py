@@ -170,6 +170,15 @@ def layer_norm_wide():
     return keras.Model(x, ln(y))
 
 
+def sqrt_table():
+    """tf.sqrt(tf.abs(x)) on a 256-element int8 input: int8 ABS, then int8 SQRT over the ~129
+    values |x| takes (the vendor's TFLite Micro has float SQRT only)."""
+    keras, tf = _k()
+    x = mc._input((256,))
+    a = keras.layers.Lambda(lambda t: tf.abs(t))(x)
+    return keras.Model(x, keras.layers.Lambda(lambda t: tf.sqrt(t))(a))
+
+
 def log_softmax_rows():
     """log_softmax over 10 classes in each of 32 rows (LOG_SOFTMAX on 320 values per inference),
     after a Conv1D."""
@@ -215,6 +224,7 @@ MODELS = [
     mc.CorpusModel("prelu_table", "PReLU (per-element alpha) on a 256-element input", prelu_table),
     mc.CorpusModel("prelu_shared_axes", "PReLU with alpha shared over H, W (broadcast)", prelu_shared_axes),
     mc.CorpusModel("exp_log_table", "exponential and softplus (EXP, ADD, LOG) on a 256-element input", exp_log_table),
+    mc.CorpusModel("sqrt_table", "tf.sqrt(tf.abs(x)) (ABS, SQRT) on a 256-element input", sqrt_table),
     mc.CorpusModel("log_softmax_rows", "log_softmax over 10 classes in 32 rows (LOG_SOFTMAX)", log_softmax_rows),
     mc.CorpusModel("layer_norm_wide", "LayerNormalization over the channels of a 4x8x8 map (SQUARED_DIFFERENCE, RSQRT)",
                    layer_norm_wide),

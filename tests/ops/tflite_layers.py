@@ -1,5 +1,5 @@
 """Record TensorFlow Lite's outputs of single layers, for the operators whose standard is its
-interpreter (the vendor's TFLite Micro has no int8 EXP or LOG) and for the new int8 kernels in
+interpreter (the vendor's TFLite Micro has no int8 EXP, LOG or SQRT) and for the new int8 kernels in
 models the vendor cannot run (ABS, the rescaling comparisons).
 
 For each such layer of the listed models, the interpreter (reference kernels) runs 256 drawn
@@ -24,8 +24,8 @@ OPS = ROOT / "tests" / "data" / "ops"
 OUT = OPS / "tflite_layers.json"
 sys.path.insert(0, str(ROOT))
 
-OPCODES = {"exp", "log", "abs", "greater", "greater_equal", "less", "less_equal"}
-MODELS = ["exp_log_table.tflite", "survey/activation_exponential.tflite", "survey/activation_softplus.tflite",
+OPCODES = {"exp", "log", "sqrt", "abs", "greater", "greater_equal", "less", "less_equal"}
+MODELS = ["exp_log_table.tflite", "sqrt_table.tflite", "survey/activation_squareplus.tflite", "survey/activation_exponential.tflite", "survey/activation_softplus.tflite",
           "survey/activation_mish.tflite", "survey/activation_selu.tflite", "survey/activation_celu.tflite",
           "survey/activation_log_sigmoid.tflite", "survey/activation_hard_shrink.tflite",
           "survey/activation_soft_shrink.tflite", "survey/activation_sparse_plus.tflite",

@@ -57,21 +57,27 @@ NO_ORACLE = {
     "activation_sparse_plus.tflite": "its run fails (the model's SELECT; sparse_sigmoid, with SELECT_V2 only, runs)",
     "activation_squareplus.tflite": "int8 SQRT: MLTK 0.20's TFLite Micro has float SQRT only (its run fails)",
     "activation_sparsemax.tflite": "TOPK_V2, CUMSUM: its run fails",
+    "additiveattention.tflite": _NO_BATCH_MATMUL,
+    "repeatvector.tflite": "MLTK 0.20's TFLite Micro has no TILE kernel (its run fails)",
+    "groupnormalization.tflite": "its run fails (its RESHAPE to 5-D and MEAN over three of five axes; the other "
+                                 "operators run in LayerNormalization and RMSNormalization)",
     "embedding.tflite": "the Embedding's index path (DEQUANTIZE, CAST to int32, LESS, SELECT, GATHER): its run fails",
     "upsampling1d.tflite": "MLTK 0.20's TFLite Micro has no TILE kernel (Keras 3's UpSampling nearest; its run fails)",
     "upsampling2d_nearest.tflite": "MLTK 0.20's TFLite Micro has no TILE kernel (Keras 3's UpSampling nearest; "
                                    "its run fails)",
 }
-# Survey models whose oracle run fails in one mode (twice, so not at random) though it runs the same
+# Models whose oracle run fails in one mode (twice, so not at random) though it runs the same
 # operators in other models; compared in the mode that ran, and with TensorFlow Lite in the other
-ORACLE_CRASHED = {"average.tflite": "mvp", "cropping1d.tflite": "none", "globalaveragepooling1d.tflite": "none"}
+ORACLE_CRASHED = {"average.tflite": "mvp", "cropping1d.tflite": "none", "globalaveragepooling1d.tflite": "none",
+                  "timedistributed_dense.tflite": "none", "sum_rescaled.tflite": "none"}
 # Layers whose operators the emulator does not run yet: refused by name (docs/keras_layers.md)
 REFUSED = {"Activation('sparsemax')": "topk_v2"}
 # Known deviations of the MVP mode from the vendor simulator, kept visible (strict: a fix shows)
 KNOWN_MVP = {name: "a Dense layer on a 3-D input (FULLY_CONNECTED, keep_num_dims): the vendor's MVP kernel "
                    "writes T of the T*U outputs and leaves the rest as stale arena memory (nonzero in its "
                    "simulator, 0 in the emulator); test_dense_on_3d_input_follows_the_vendor_kernel checks the rest"
-             for name in ("reduce_sum_mean_1d.tflite", "stack_split.tflite", "dense_3_d_input.tflite")}
+             for name in ("reduce_sum_mean_1d.tflite", "stack_split.tflite", "dense_3_d_input.tflite",
+                          "einsumdense.tflite")}
 WITH_ORACLE = [p for p in MODELS if p.name not in NO_ORACLE]
 # The refused layers' models (the oracle runs neither)
 REFUSED_FILES = {"activation_sparsemax.tflite"}
@@ -80,6 +86,13 @@ ORACLE_MVP_MODELS = [p for p in WITH_ORACLE if p.name in ORACLE_MVP and p.name n
 # Where TensorFlow Lite's reference kernels compute something else than TFLM (the oracle decides)
 TFLITE_DIFFERS = {"reduce_sum_mean_1d.tflite": "TensorFlow Lite's reference SUM skips the rescale of a same-scale "
                                                "sum; TFLite Micro (the oracle) matches the emulator",
+                  "sum_rescaled.tflite": "TensorFlow Lite's reference SUM of a rescaled sum is not TFLite Micro's: "
+                                         "the oracle's MVP-mode run (SUM on its reference kernel) matches the "
+                                         "emulator element for element, saturated sums included",
+                  "additiveattention.tflite": "its SUM (input and output scales differ): TensorFlow Lite's "
+                                              "reference SUM is not TFLite Micro's; the vendor's MVP-mode run "
+                                              "of that SUM (sum_rescaled) matches the emulator, saturation too; "
+                                              "the vendor cannot run the model (BATCH_MATMUL)",
                   "layer_norm_wide.tflite": "TensorFlow Lite rounds twice in SQUARED_DIFFERENCE, MUL and ADD, and the "
                                             "normalisation's 1/sqrt amplifies a step of the variance to up to 3 "
                                             "steps of the output; TFLite Micro (the oracle) matches the emulator "
@@ -88,13 +101,14 @@ TFLITE_DIFFERS = {"reduce_sum_mean_1d.tflite": "TensorFlow Lite's reference SUM 
 # (TFLITE_SINGLE_ROUNDING) up: an exact 2x or align_corners resize has many ties, so "nearly all
 # identical" is looser there (still within one step; the oracle's outputs are equal element for element)
 TFLITE_TIES = {"resize_bilinear_align_corners.tflite": 0.75, "resize_bilinear_half_pixel.tflite": 0.9}
+# GroupNormalization (which the vendor cannot run): every layer fed TensorFlow Lite's inputs is within one step of it
+# (its MEAN and MUL round twice), and the normalisation's 1/sqrt carries a step of the variance to two of the output
+TFLITE_STEPS = {"groupnormalization.tflite": 2}
 
 
 def test_every_fixture_has_oracle_outputs_and_its_operators_run():
     assert len(CURATED) >= 8 and len(SURVEY) >= 60
-    curated = {p.name for p in CURATED if p.name not in NO_ORACLE}
-    assert curated <= set(ORACLE_NONE) and curated <= set(ORACLE_MVP)
-    for p in SURVEY:
+    for p in MODELS:
         if p.name in NO_ORACLE:
             assert p.name not in ORACLE_NONE and p.name not in ORACLE_MVP, f"{p.name} runs in the oracle now"
         else:
@@ -199,7 +213,7 @@ def test_reference_mode_is_within_a_step_of_tensorflow_lite(path):
         for j, ti in enumerate(g.outputs):
             want = interp.get_tensor(ti).reshape(-1).astype(np.int64)
             got = mine[j][k].reshape(-1).astype(np.int64)
-            assert np.abs(want - got).max() <= 1, f"{path.name} sample {k} output {j}"
+            assert np.abs(want - got).max() <= TFLITE_STEPS.get(path.name, 1), f"{path.name} sample {k} output {j}"
             same, total = same + int((want == got).sum()), total + want.size
     assert same >= TFLITE_TIES.get(path.name, 0.9) * total, f"{path.name}: {same}/{total} identical"
 

@@ -179,6 +179,19 @@ def sqrt_table():
     return keras.Model(x, keras.layers.Lambda(lambda t: tf.sqrt(t))(a))
 
 
+def sum_rescaled():
+    """SUM over 8 channels of a tanh (input and output scales differ, as AdditiveAttention's
+    SUM): on the oracle's random inputs some sums fall outside the calibrated output range, and
+    the vendor's MVP-mode run (SUM on its reference kernel) saturates them; its reference-mode
+    run crashes on this model."""
+    keras, tf = _k()
+    s = mc.Seeds(121)
+    x = mc._input((6, 8))
+    y = keras.layers.Conv1D(8, 3, padding="same", activation="tanh", kernel_initializer=s.kernel(),
+                            bias_initializer=s.bias())(x)
+    return keras.Model(x, keras.layers.Lambda(lambda t: tf.reduce_sum(t, axis=-1))(y))
+
+
 def log_softmax_rows():
     """log_softmax over 10 classes in each of 32 rows (LOG_SOFTMAX on 320 values per inference),
     after a Conv1D."""
@@ -225,6 +238,7 @@ MODELS = [
     mc.CorpusModel("prelu_shared_axes", "PReLU with alpha shared over H, W (broadcast)", prelu_shared_axes),
     mc.CorpusModel("exp_log_table", "exponential and softplus (EXP, ADD, LOG) on a 256-element input", exp_log_table),
     mc.CorpusModel("sqrt_table", "tf.sqrt(tf.abs(x)) (ABS, SQRT) on a 256-element input", sqrt_table),
+    mc.CorpusModel("sum_rescaled", "SUM over the channels of a tanh (input and output scales differ)", sum_rescaled),
     mc.CorpusModel("log_softmax_rows", "log_softmax over 10 classes in 32 rows (LOG_SOFTMAX)", log_softmax_rows),
     mc.CorpusModel("layer_norm_wide", "LayerNormalization over the channels of a 4x8x8 map (SQUARED_DIFFERENCE, RSQRT)",
                    layer_norm_wide),

@@ -110,6 +110,16 @@ def _layers():
         q, v = dense(8)(x), dense(8)(x)
         return keras.Model(x, L.Attention()([q, v]))
 
+    def additive_attention():
+        x = inp((6, 8))
+        q, v = dense(8)(x), dense(8)(x)
+        return keras.Model(x, L.AdditiveAttention()([q, v]))
+
+    def bidirectional():
+        x = inp((6, 4))
+        y = L.Bidirectional(L.GRU(4, unroll=True, kernel_initializer=init(), recurrent_initializer=init()))(x)
+        return keras.Model(x, y)
+
     def mha():
         x = inp((6, 8))
         y = L.MultiHeadAttention(2, 4, kernel_initializer=init())(x, x)
@@ -147,6 +157,11 @@ def _layers():
                                                          bias_initializer=bias())),
         "Dense (2-D input)": vec(lambda: dense(8, activation="relu")),
         "Dense (3-D input)": seq(lambda: dense(5), pre=False),
+        "DepthwiseConv1D": seq(lambda: L.DepthwiseConv1D(3, padding="same", depthwise_initializer=init(),
+                                                         bias_initializer=bias())),
+        "EinsumDense": seq(lambda: L.EinsumDense("abc,cd->abd", output_shape=(12, 6), bias_axes="d",
+                                                 kernel_initializer=init())),
+        "TimeDistributed(Dense)": seq(lambda: L.TimeDistributed(dense(5))),
         # pooling
         "MaxPooling1D": seq(lambda: L.MaxPooling1D(2)),
         "AveragePooling1D": seq(lambda: L.AveragePooling1D(2)),
@@ -160,6 +175,10 @@ def _layers():
         "BatchNormalization": batchnorm,
         "Conv2D + BatchNormalization + ReLU": conv_bn,
         "LayerNormalization": seq(lambda: L.LayerNormalization()),
+        "GroupNormalization": img(lambda: L.GroupNormalization(groups=2)),
+        "UnitNormalization": seq(lambda: L.UnitNormalization()),
+        "RMSNormalization": seq(lambda: L.RMSNormalization()),
+        "Normalization (adapted)": img(lambda: L.Normalization(mean=[0.1, 0.2, 0.3, 0.4], variance=[1.0, 2.0, 0.5, 1.5])),
         # activations
         "ReLU": vec(lambda: L.ReLU()),
         "ReLU(max_value=6)": vec(lambda: L.ReLU(6.0)),
@@ -213,9 +232,17 @@ def _layers():
         "Cropping2D": img(lambda: L.Cropping2D(((1, 2), (2, 1)))),
         "Rescaling": img(lambda: L.Rescaling(1 / 127.5, offset=-1.0), pre=False),
         "Dropout": vec(lambda: L.Dropout(0.5)),
+        "SpatialDropout2D": img(lambda: L.SpatialDropout2D(0.5)),
+        "GaussianNoise": vec(lambda: L.GaussianNoise(0.1)),
+        "RepeatVector": vec(lambda: L.RepeatVector(3)),
+        "Resizing": img(lambda: L.Resizing(4, 4)),
+        "CenterCrop": img(lambda: L.CenterCrop(6, 6)),
+        "AdaptiveAveragePooling2D": img(lambda: L.AdaptiveAveragePooling2D((2, 2))),
         # sequence models
         "Embedding": embedding,
         "Attention": attention,
+        "AdditiveAttention": additive_attention,
+        "Bidirectional(GRU, unrolled)": bidirectional,
         "MultiHeadAttention": mha,
         "SimpleRNN (unrolled)": rnn(L.SimpleRNN, True),
         "GRU (unrolled)": rnn(L.GRU, True),

@@ -71,12 +71,15 @@ ALLOCATION_INFO_BYTES = 32           # per tensor and scratch buffer while plann
 PLANNER_PER_BUFFER_BYTES = 40        # greedy planner's working arrays per planned buffer
 
 # builtin option structs as MicroBuiltinDataAllocator stores them: (bytes, alignment); the sizes
-# of TFLM's builtin_op_data.h structs, except fully_connected (fitted: 24 matches the zoo's
-# FC-heavy models; the struct itself is 16)
+# of TFLM's builtin_op_data.h structs, except (fitted, with the vendor's recorder):
+# - fully_connected: 24 matches the zoo's FC-heavy models and FC-only chains (the struct is 16);
+# - add and sub: 4 (the structs are 8): chains of 1, 3 and 9 FULLY_CONNECTED+ADD (or +SUB) stages
+#   take 4 B per stage less of the vendor's persistent total than 8 would, in both builds; the
+#   unrolled GRU (4 adds a step) and LSTM (3) were over-counted by it.
 BUILTIN_DATA = {
     "conv_2d": (24, 4), "depthwise_conv_2d": (28, 4), "fully_connected": (24, 4),
     "average_pool_2d": (40, 4), "max_pool_2d": (40, 4), "l2_pool_2d": (40, 4),
-    "add": (8, 4), "sub": (8, 4), "mul": (4, 4), "div": (4, 4), "softmax": (4, 4),
+    "add": (4, 4), "sub": (4, 4), "mul": (4, 4), "div": (4, 4), "softmax": (4, 4),
     "reshape": (36, 4), "concatenation": (8, 4), "mean": (1, 1), "sum": (1, 1),
     "reduce_max": (1, 1), "reduce_min": (1, 1), "reduce_prod": (1, 1), "strided_slice": (24, 4),
     "pack": (8, 4), "unpack": (8, 4), "leaky_relu": (4, 4), "squeeze": (36, 4),
@@ -91,11 +94,14 @@ BUILTIN_DATA = {
 # single-operator models; entries for operators never probed are estimates from the struct.
 # add: TFLM's OpDataAdd at the vendor's pin (60 B, 64 allocated; the reference builds of the
 # MobileNetV2s with residual adds in tests/data/corpus2 and the zoo were 256-384 B low with 48).
+# sub: OpDataSub at the pin (tflite-micro 7005d60: 52 B, 64 allocated; 48 left chains of SUBs
+# 16 B per op low). strided_slice: StridedSliceParams at the pin (84 B, 96 allocated; 112 put the
+# unrolled GRU's 21 slices, and chains of 1/3/9 slices, 16 B per op above the vendor's total).
 REFERENCE_OPDATA_BYTES = {
     "conv_2d": 80, "depthwise_conv_2d": 80, "fully_connected": 32, "average_pool_2d": 32,
-    "max_pool_2d": 32, "add": 64, "sub": 48, "mul": 48, "softmax": 80, "relu": 32, "relu6": 16,
+    "max_pool_2d": 32, "add": 64, "sub": 64, "mul": 48, "softmax": 80, "relu": 32, "relu6": 16,
     "logistic": 16, "tanh": 16, "leaky_relu": 16, "pad": 48, "padv2": 48, "mean": 48, "sum": 48,
-    "quantize": 32, "dequantize": 32, "concatenation": 48, "strided_slice": 112,
+    "quantize": 32, "dequantize": 32, "concatenation": 48, "strided_slice": 96,
     "transpose_conv": 80, "hard_swish": 32, "prelu": 48, "squared_difference": 64,
 }
 # MLTK's concatenation override keeps per-input shape and data tables in a scratch buffer (fitted)

@@ -110,16 +110,23 @@ def build_select(graph: Graph, op: Operator):
     return run, {}
 
 
-def build_int32_add_sub(kind: str):
-    """ADD / SUB on int32 tensors (index arithmetic): plain wrapping integer arithmetic."""
+def build_plain_add_sub(kind: str):
+    """ADD / SUB on int32 tensors (index arithmetic: plain wrapping integer arithmetic) or on
+    float32 ones (left between a DEQUANTIZE and a QUANTIZE, as in sparsemax: IEEE float)."""
     def build(graph: Graph, op: Operator):
         a_t, y_t = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
         act = op.options.get("fused_activation_function", "none")
         if act != "none":
-            raise err(graph, op, f"int32 {kind} with a fused {act} is not supported")
+            raise err(graph, op, f"{y_t.dtype} {kind} with a fused {act} is not supported")
         rank = len(y_t.shape)
         ai, bi, yi = op.inputs[0], op.inputs[1], op.outputs[0]
         sign = 1 if kind == "add" else -1
+        if y_t.dtype == "float32":
+            fn = np.add if kind == "add" else np.subtract
+
+            def run(values):
+                values[yi] = fn(per_sample(values[ai], rank), per_sample(values[bi], rank), dtype=np.float32)
+            return run, {}
 
         def run(values):
             a = per_sample(values[ai], rank).astype(np.int64)
@@ -127,6 +134,24 @@ def build_int32_add_sub(kind: str):
             values[yi] = (a + sign * b).astype(np.int32)
         return run, {}
     return build
+
+
+def build_topk(graph: Graph, op: Operator):
+    """TOPK_V2 (sparsemax's sort): the k largest values of the last axis, largest first, equal
+    values in the order of their index (TensorFlow Lite's TopContainer; the vendor's TFLite
+    Micro has no TOPK_V2), and their int32 indices; int8 values move as they are."""
+    x_t = graph.tensors[op.inputs[0]]
+    k = int(const_data(graph, op, 1, "k").reshape(-1)[0])
+    if not 0 <= k <= x_t.shape[-1]:
+        raise err(graph, op, f"k = {k} outside the last axis' {x_t.shape[-1]} values")
+    xi, vi, ii = op.inputs[0], op.outputs[0], op.outputs[1]
+
+    def run(values):
+        x = values[xi]
+        order = np.argsort(-x.astype(np.float64), axis=-1, kind="stable")[..., :k]
+        values[vi] = np.take_along_axis(x, order, axis=-1)
+        values[ii] = order.astype(np.int32)
+    return run, {}
 
 
 def build_gather(graph: Graph, op: Operator):
@@ -154,14 +179,14 @@ def build_gather(graph: Graph, op: Operator):
 
 
 def build_add_sub(kind: str):
-    """ADD / SUB: int32 operands (index arithmetic) add as integers, int8 ones go to TFLM's
-    quantized kernel (`elementwise.build_add_sub`)."""
+    """ADD / SUB: int32 and float32 operands add plainly, int8 ones go to TFLM's quantized
+    kernel (`elementwise.build_add_sub`)."""
     from simulator.reference_ops.elementwise import build_add_sub as build_int8
     int8 = build_int8(kind)
-    int32 = build_int32_add_sub(kind)
+    plain = build_plain_add_sub(kind)
 
     def build(graph: Graph, op: Operator):
-        if graph.tensors[op.outputs[0]].dtype == "int32":
-            return int32(graph, op)
+        if graph.tensors[op.outputs[0]].dtype in ("int32", "float32"):
+            return plain(graph, op)
         return int8(graph, op)
     return build

@@ -1,5 +1,6 @@
 """Reference-kernel builders of the layers that reduce windows or axes: average and max pooling,
-MEAN, SUM, REDUCE_MAX and REDUCE_MIN (TFLM's int8 reduce kernels, C integer division)."""
+MEAN, SUM, REDUCE_MAX and REDUCE_MIN (TFLM's int8 reduce kernels, C integer division), and float32
+CUMSUM."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,7 @@ from simulator import kernels_ref as K
 from simulator.graph import Graph, Operator
 from simulator.quant_math import activation_range, quantize_multiplier
 from simulator.reference_ops.common import (
-    const_data, err, qparams, require_int8, require_same_quantization, same_pad,
+    axis_of, const_data, err, qparams, require_int8, require_same_quantization, same_pad,
 )
 
 
@@ -103,3 +104,23 @@ def build_reduce_extreme(kind: str):
         return run, {}
     return build
 
+
+def build_cumsum(graph: Graph, op: Operator):
+    """CUMSUM on float32 (sparsemax's running sum, between a DEQUANTIZE and a QUANTIZE): a
+    running float32 sum along the axis, in order (TensorFlow Lite's reference loop), optionally
+    exclusive and/or reversed."""
+    x_t = graph.tensors[op.inputs[0]]
+    if x_t.dtype != "float32":
+        raise err(graph, op, f"only float32 CUMSUM is supported, the input is {x_t.dtype}")
+    axis = int(const_data(graph, op, 1, "axis").reshape(-1)[0])
+    ax = axis_of(axis, len(x_t.shape))
+    exclusive, reverse = bool(op.options.get("exclusive", False)), bool(op.options.get("reverse", False))
+    xi, yi = op.inputs[0], op.outputs[0]
+
+    def run(values):
+        x = np.flip(values[xi], axis=ax) if reverse else values[xi]
+        y = np.cumsum(x, axis=ax, dtype=np.float32)
+        if exclusive:
+            y = np.concatenate([np.zeros_like(np.take(y, [0], axis=ax)), np.delete(y, -1, axis=ax)], axis=ax)
+        values[yi] = np.flip(y, axis=ax) if reverse else y
+    return run, {}

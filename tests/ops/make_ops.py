@@ -180,16 +180,17 @@ def sqrt_table():
 
 
 def sum_rescaled():
-    """SUM over 8 channels of a tanh (input and output scales differ, as AdditiveAttention's
-    SUM): on the oracle's random inputs some sums fall outside the calibrated output range, and
-    the vendor's MVP-mode run (SUM on its reference kernel) saturates them; its reference-mode
-    run crashes on this model."""
+    """SUM over 8 channels of a tanh and of a sigmoid (input and output scales differ, as
+    AdditiveAttention's and sparsemax's SUMs; the sigmoid's zero point is -128): on the oracle's
+    random inputs some sums fall outside the calibrated output range, and the vendor's MVP-mode
+    run (SUM on its reference kernel) saturates them; its reference-mode run crashes on this model.
+    The oracle records the first output, the sigmoid's."""
     keras, tf = _k()
     s = mc.Seeds(121)
     x = mc._input((6, 8))
-    y = keras.layers.Conv1D(8, 3, padding="same", activation="tanh", kernel_initializer=s.kernel(),
-                            bias_initializer=s.bias())(x)
-    return keras.Model(x, keras.layers.Lambda(lambda t: tf.reduce_sum(t, axis=-1))(y))
+    y = keras.layers.Conv1D(8, 3, padding="same", kernel_initializer=s.kernel(), bias_initializer=s.bias())(x)
+    total = keras.layers.Lambda(lambda t: tf.reduce_sum(t, axis=-1))
+    return keras.Model(x, [total(keras.layers.Activation("tanh")(y)), total(keras.layers.Activation("sigmoid")(y))])
 
 
 def log_softmax_rows():

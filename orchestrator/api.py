@@ -65,7 +65,8 @@ def rank(run: str = "latest", results_dir: str | Path = DEFAULT_RESULTS, objecti
         from orchestrator.constraints import of_run
         given = {k: v for k, v in bounds.items() if v is not None}
         return ranking.rank(db.measurements(run_id), objective=objective, weights=weights, run_id=run_id,
-                            constraints=of_run(db.run_info(run_id)).override(**given))
+                            constraints=of_run(db.run_info(run_id)).override(**given),
+                            refused=ranking.refused_in_run(db, run_id))
 
 
 def export(run: str = "latest", fmt: str = "csv", results_dir: str | Path = DEFAULT_RESULTS,

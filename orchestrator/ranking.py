@@ -53,8 +53,8 @@ class Ranking:
         """The interface-contract form: one object per ranked tip level, ordered by rank."""
         keys = ("tip", "level", "objective_change_pct", "flash_change_pct", "ram_change_pct",
                 "latency_change_pct", "accelerator_cycles_change_pct", "cpu_cycles_change_pct",
-                "mvp_layers_change", "pareto", "rank", "variant", "target", "accuracy", "accuracy_change_pts",
-                "feasible", "violations")
+                "mvp_layers_change", "mvp_refused_layers", "pareto", "rank", "variant", "target", "accuracy",
+                "accuracy_change_pts", "feasible", "violations")
         extra = ("accuracy_float", "accuracy_tflite", "agreement_tflite", "accuracy_std", "within_noise")
         return [{k: e.get(k) for k in keys + (extra if self.has_accuracy else ())} for e in self.entries]
 
@@ -149,10 +149,12 @@ def pareto_front(points: list[tuple]) -> list[bool]:
 
 
 def rank(measurements, objective: str | None = "latency", weights: dict | None = None, run_id: str = "",
-         constraints=None) -> Ranking:
+         constraints=None, refused: dict | None = None) -> Ranking:
     """Ranks a run's measurements (a DataFrame or list of row dicts with the export columns).
     `objective=None`: the decision rule for a run with accuracy, else latency. `constraints`
-    (`constraints.Constraints`) decide feasibility; a run with accuracy gets the defaults."""
+    (`constraints.Constraints`) decide feasibility; a run with accuracy gets the defaults.
+    `refused` ((variant, target) -> `refused_layers` of its record) lets the notes and entries
+    name the layers a tip pushes off the MVP and the check that refused each."""
     rows = measurements.to_dict(orient="records") if hasattr(measurements, "to_dict") else list(measurements)
     has_accuracy = any(r.get("metric") not in (None, "") and not _nan(r.get("metric")) for r in rows)
     if objective is None:
@@ -182,7 +184,7 @@ def rank(measurements, objective: str | None = "latency", weights: dict | None =
         ranking.constraints = constraints
     for target in targets:
         _rank_target([r for r in rows if r["target"] == target], target, weights, ranking,
-                     multi=len(targets) > 1)
+                     multi=len(targets) > 1, refused=refused or {})
     return ranking
 
 
@@ -196,7 +198,8 @@ def _rule(objective: str, bounds) -> str:
     return f"{objective} change, lowest first; feasible = within {within}"
 
 
-def _rank_target(rows: list[dict], target: str, weights: dict, out: Ranking, multi: bool) -> None:
+def _rank_target(rows: list[dict], target: str, weights: dict, out: Ranking, multi: bool,
+                 refused: dict) -> None:
     from orchestrator.target_names import target_name
     where = f" on {target_name(target)}" if multi else ""
     base = next((r for r in rows if r["variant"] == "base"), None)
@@ -221,13 +224,15 @@ def _rank_target(rows: list[dict], target: str, weights: dict, out: Ranking, mul
         for name, col in _METRICS.items():
             e[f"{name}_change_pct"] = change_pct(r[col], base[col])
         e["mvp_layers_change"] = int((r["n_layers_on_mvp"] or 0) - (base["n_layers_on_mvp"] or 0))
+        e["mvp_refused_layers"] = _newly_refused(refused.get((r["variant"], target)),
+                                                 refused.get(("base", target)))
         _accuracy_fields(e, r, base, out)
         parts = [(w, e[f"{k}_change_pct"]) for k, w in weights.items()
                  if k in _METRICS and e[f"{k}_change_pct"] is not None]
         total_w = sum(w for w, _ in parts)
         e["objective_change_pct"] = sum(w * c for w, c in parts) / total_w if total_w else None
         if r["status"] != "failed":
-            note = _mvp_note(r, base, e["mvp_layers_change"])
+            note = _mvp_note(r, base, e["mvp_layers_change"], e["mvp_refused_layers"])
             if note:
                 out.notes.append(f"{r['variant']}{where} {note}")
         if r["status"] == "failed":
@@ -269,15 +274,73 @@ def _rank_target(rows: list[dict], target: str, weights: dict, out: Ranking, mul
     out.entries.extend(entries)
 
 
-def _mvp_note(r: dict, base: dict, mvp_change: int) -> str | None:
+# the op a converter names the tensor of each operator's own Keras layer after ("model/layer/op")
+_OWN_OP = {"conv_2d": ("convolution", "conv2d"), "depthwise_conv_2d": ("depthwise",),
+           "fully_connected": ("matmul", "tensordot", "dense"), "transpose_conv": ("conv2d_transpose", "transpose")}
+
+
+def _keras_layer(tensor_name: str, opcode: str) -> str | None:
+    """The Keras layer an operator comes from, read off its output tensor's name: the converter
+    joins the names of the ops it fused with ";" (activation, batch norm, padding, the layer's own
+    op), so the piece whose op is the operator's own names its layer; else the first piece's."""
+    pieces = [p.split("/") for p in tensor_name.split(";") if p.count("/") >= 1]
+    if not pieces:
+        return None
+    own = [p for p in pieces if any(k in p[-1].lower() for k in _OWN_OP.get(opcode, ()))]
+    return (own or pieces)[0][-2]
+
+
+def refused_layers(record) -> list[dict]:
+    """The layers a profile record's MVP refused, each {"layer": its Keras layer (or "#index opcode"
+    when the tensor names do not say), "index", "opcode", "input" (shape, as `mvpfarm profile`
+    shows it), "check": the reason the MVP's check gave}."""
+    out = []
+    for L in record.layers:
+        if L.reason is None:
+            continue
+        name = _keras_layer(L.outputs[0].name, L.opcode) if L.outputs and L.outputs[0].name else None
+        out.append({"layer": name or f"#{L.index} {L.opcode}", "index": L.index, "opcode": L.opcode,
+                    "input": L.inputs[0].shape_str() if L.inputs else "", "check": L.reason})
+    return out
+
+
+def refused_in_run(db, run_id: str) -> dict:
+    """(variant, target) -> `refused_layers` of each stored record of the run (`rank`'s `refused`)."""
+    from simulator.record import ProfileRecord
+    return {(row["variant"], row["target"]): refused_layers(ProfileRecord.from_json(row["record_json"]))
+            for row in db.measurement_rows(run_id) if row["record_json"]}
+
+
+def _newly_refused(variant: list[dict] | None, base: list[dict] | None) -> list[dict] | None:
+    """The variant's refused layers that the base's MVP does not refuse too, matched by Keras layer
+    and opcode (a tip changes shapes: a layer refused in both may be refused with other numbers)."""
+    if variant is None or base is None:
+        return None
+    known = {(x["layer"], x["opcode"]) for x in base}
+    return [x for x in variant if (x["layer"], x["opcode"]) not in known]
+
+
+def _refused_text(x: dict) -> str:
+    where = f"#{x['index']} {x['opcode']}"
+    if x["layer"] == where:
+        return f"{where} on {x['input']} ({x['check']})"
+    return f"{x['layer']} ({where} on {x['input']}: {x['check']})"
+
+
+def _mvp_note(r: dict, base: dict, mvp_change: int, newly_refused: list[dict] | None = None) -> str | None:
     """What a change in the MVP layer count means. A layer falls back to the CPU when the MVP's
-    limits refuse it (`n_unsupported`, the layers with a reason); fewer MVP layers without that is
-    a smaller graph (an unrolled GRU over fewer time steps), which the table's count alone would
+    limits refuse it (`n_unsupported`, the layers with a reason), and the note names those layers
+    and the checks that refused them when the records are at hand; fewer MVP layers without that
+    is a smaller graph (an unrolled GRU over fewer time steps), which the table's count alone would
     make look like a loss of acceleration."""
     if r.get("n_unsupported") is None or base.get("n_unsupported") is None:
         return (f"has {-mvp_change} fewer layer(s) on the MVP" if mvp_change < 0 else None)
     fallback = int(r["n_unsupported"]) - int(base["n_unsupported"])
     if fallback > 0:
+        if newly_refused:
+            named = "; ".join(_refused_text(x) for x in newly_refused)
+            return (f"pushes {fallback} more layer(s) off the MVP: the MVP's limits refuse {named}; "
+                    "they fall back to the CPU")
         return (f"pushes {fallback} more layer(s) off the MVP: the MVP's limits refuse them and they "
                 "fall back to the CPU")
     if fallback < 0:

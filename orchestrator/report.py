@@ -62,7 +62,8 @@ def write(db: ResultsDB, run_id: str, out_dir: str | Path, objective: str = "lat
     df = db.measurements(run_id)
     try:
         from orchestrator.constraints import of_run
-        rk = ranking_mod.rank(df, objective=objective, run_id=run_id, constraints=of_run(info))
+        rk = ranking_mod.rank(df, objective=objective, run_id=run_id, constraints=of_run(info),
+                              refused=ranking_mod.refused_in_run(db, run_id))
         rank_error = None
     except ranking_mod.RankingError as e:
         rk, rank_error = None, str(e)

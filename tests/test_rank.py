@@ -79,3 +79,52 @@ def test_unrankable():
         rank(ROWS, "speed")
     with pytest.raises(RankingError, match="base model failed"):
         rank([r("base", None, None, None, "failed", "conversion error: x")] + ROWS[1:2])
+
+
+
+def _stored_run(results, run_id: str, variants: dict) -> None:
+    """A finished run in a real result table: variant -> the corpus2 model whose simulator record stands in for it."""
+    from pathlib import Path
+
+    from orchestrator.results_db import Measurement, ResultsDB
+    from simulator.profiler import profile_file
+    corpus2 = Path(__file__).parent / "data" / "corpus2"
+    with ResultsDB(results) as db:
+        db.start_run(run_id, run_id, "s.toml", "0" * 64, "", "one-at-a-time", {"builtin": "ds_cnn"}, 2, 1, {})
+        for variant, model in variants.items():
+            tip, _, level = variant.partition("=")
+            db.write(Measurement(run_id, variant, T, "simulator", "mvp", "vendor-sim", tip=tip, level=level),
+                     profile_file(corpus2 / f"{model}.tflite", accelerator="mvp", timing="vendor-sim"))
+        db.set_status(run_id, "finished")
+
+
+def test_a_fallback_note_names_the_layers_and_the_checks(tmp_path):
+    """The note that a tip pushes layers off the MVP names them (Keras layer, operator, input shape) and
+    the check that refused each, in the terminal table, the report and the JSON alike. Real records of real
+    models stand in for a base and its variant: resnet3 (every layer on the MVP) and the Keras MobileNetV2,
+    whose MVP refuses three layers."""
+    from orchestrator import api, report
+    from orchestrator.results_db import ResultsDB
+    results = tmp_path / "results"
+    _stored_run(results, "r-1", {"base": "resnet3", "input_size=3": "mnv2"})
+    rk = api.rank("r-1", results)
+    note = ("input_size=3 pushes 3 more layer(s) off the MVP: the MVP's limits refuse block_1_expand_1 "
+            "(#3 conv_2d on 1x48x48x8: Output vector stride (2304) exceeded (max=2047), Hardware limits exceeded); "
+            "block_1_depthwise_1 (#4 depthwise_conv_2d on 1x48x48x48: Assertion failed: (unsigned)strides[i] <= "
+            "((0xFFF0000UL >> (16+1))), Hardware limits exceeded); Conv_1_1 (#61 conv_2d on 1x3x3x112: Output "
+            "vector stride (3840) exceeded (max=2047), Hardware limits exceeded); they fall back to the CPU")
+    assert note in rk.notes and f"- {note}" in rk.to_table()
+    entry = rk.to_json_list()[0]
+    assert [(x["layer"], x["index"], x["opcode"], x["input"]) for x in entry["mvp_refused_layers"]] == [
+        ("block_1_expand_1", 3, "conv_2d", "1x48x48x8"), ("block_1_depthwise_1", 4, "depthwise_conv_2d", "1x48x48x48"),
+        ("Conv_1_1", 61, "conv_2d", "1x3x3x112")]
+    assert entry["mvp_refused_layers"][1]["check"].endswith("Hardware limits exceeded")
+    with ResultsDB(results, readonly=True) as db:
+        md = report.write(db, "r-1", tmp_path / "report").read_text()
+    assert f"- {note}" in md
+    # a layer the base's MVP refuses too is not pushed off by the tip: MobileNetV2 with float32 input
+    # refuses the same three layers, so against it there is no fallback note and nothing newly refused
+    _stored_run(results, "r-2", {"base": "mnv2_float32", "input_dtype=int8": "mnv2"})
+    rk2 = api.rank("r-2", results)
+    assert not any("off the MVP" in n for n in rk2.notes)
+    assert rk2.to_json_list()[0]["mvp_refused_layers"] == []

@@ -14,7 +14,8 @@ with `--baseline`, with the emulator of git revision REV (extracted with `git ar
 subprocess: "today's" emulator before the batch path). Times are CPU seconds of the timing
 process (`time.process_time`: the machine's other load does not count), after a warm-up; the
 trials of all peers are interleaved and the median taken. BLAS runs one thread (the emulator
-limits it; OPENBLAS_NUM_THREADS=1 here too), as XNNPACK does. The batch outputs are checked
+limits it; OPENBLAS_NUM_THREADS=1 here too), and so do ONNX Runtime's int8 products
+(`simulator.int_matmul`: intra_op_num_threads=1), as XNNPACK does. The batch outputs are checked
 against one-at-a-time outputs (same bits) on the first samples: a difference stops the run.
 """
 from __future__ import annotations

@@ -5,16 +5,16 @@ Why ONNX Runtime: TFLM sums int8 x int8 products in an int32 accumulator. Intege
 exact by construction, so any kernel that accumulates in int32 (wrapping, as TFLM's C++ does)
 gives the same accumulator bits; MLAS, ONNX Runtime's kernel library, does that with the CPU's
 int8 dot-product instructions (AVX512-VNNI, AVX-VNNI, AMX, NEON dot product), 3-10x the speed
-of the exact float32 BLAS products this replaces (measured on a Xeon with AMX: 64x64 pointwise
-over 32,000 rows 1.0 ms against 3.6 ms, a 576-deep 3x3 conv 5.1 ms against 32 ms) and the speed
-of TensorFlow Lite's XNNPACK int8 kernels, the emulator's peer.
+of the exact float32 BLAS products this replaces (measured on a Xeon with AMX, one thread: 64x64
+pointwise over 32,000 rows 1.0 ms against 3.6 ms, a 576-deep 3x3 conv 5.1 ms against 32 ms).
 
 Operands: the activations go in as uint8 (x + 128, zero point in_zp + 128: the same differences
 x - in_zp) because MLAS's fast kernels are u8 x s8; its s8 x s8 path is slower than float BLAS.
-On a CPU without int8 dot products MLAS's u8 x s8 kernel (VPMADDUBSW) saturates int16 pair sums,
-so the first product probes that worst case and, if it is not exact there, every product takes
-the u8 x u8 kernel (weights + 128, zero point w_zp + 128), which widens to int16 first and
-cannot saturate. One session per weight matrix: MLAS packs the constant weights once.
+On an x86 CPU without VNNI, MLAS's u8 x s8 kernel (VPMADDUBSW) saturates int16 pair sums (Intel's
+"nuances of int8 computations"; ONNX Runtime itself turns u8 x s8 into u8 x u8 there for its
+transformer ops), so the first product probes that worst case and, if it is not exact there,
+every product takes the u8 x u8 kernel (weights + 128, zero point w_zp + 128), which widens to
+int16 first and cannot saturate. One session per weight matrix: MLAS packs the constant weights once.
 """
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
 """Fan-out: a sweep's variants as Ray tasks, results written to the table as they arrive.
 
-Two kinds of task, each in its own worker pool (Ray keeps one pool per runtime environment):
-build tasks import TensorFlow and convert a variant; profile tasks run the simulator, which
-never imports TensorFlow, so a simulator worker starts in a fraction of a second. A build task
-hands its .tflite to the profile tasks through Ray's object store, not through the driver.
-Profile tasks hold no CPU slot (see `profile_task`); a `Session` keeps one Ray connection over
-several sweeps, so that the later ones reuse build workers that have imported TensorFlow.
+Build tasks import TensorFlow, convert a variant and profile it on the sweep's simulator targets
+in the same worker, on the CPU the build holds (see `_Runner._pump`). Models found in the build
+cache are profiled by profile tasks, in a pool of simulator workers of their own (Ray keeps one
+pool per runtime environment), which never import TensorFlow and hold no CPU slot (see
+`profile_task`). A build's .tflite reaches board targets through Ray's object store. A `Session`
+keeps one Ray connection over several sweeps, so that the later ones reuse build workers that
+have imported TensorFlow.
 
 A new connection's build workers are warm before the first build (`warm_up_builds`): builds run
 in Ray's default pool, whose workers Ray starts with the node, and as soon as Ray is up a warm-up
@@ -193,6 +194,8 @@ def warm_up_task() -> dict:
     spread over the nodes). Not retried: a build on a worker lost here imports it itself."""
     t0 = time.perf_counter()
     build.warm_up()
+    import orchestrator.timing_models  # noqa: F401  (and the simulator: builds profile their models)
+    import simulator.profiler  # noqa: F401
     return {"pid": os.getpid(), "warmup_s": time.perf_counter() - t0}
 
 
@@ -203,7 +206,9 @@ def base_config_task(base: dict, cache_dir: str) -> dict:
 
 
 @ray.remote(num_cpus=1, max_retries=BUILD_RETRIES, num_returns=2)
-def build_task(spec: dict, build_settings: dict, cache_dir: str):
+def build_task(spec: dict, build_settings: dict, cache_dir: str, profiles: list | tuple = ()):
+    """Converts a variant, then profiles it on each simulator target of `profiles` ((target,
+    name) pairs) in the same worker, while it holds the build's CPU: see `_Runner._pump`."""
     build.as_build_worker()
     warm = "tensorflow" in sys.modules            # imported by a warm-up or an earlier build
     t0 = time.perf_counter()
@@ -211,6 +216,8 @@ def build_task(spec: dict, build_settings: dict, cache_dir: str):
     meta["build_s"] = time.perf_counter() - t0
     meta["pid"] = os.getpid()
     meta["worker_warm"] = warm
+    if meta["ok"] and profiles:
+        meta["profiles"] = [_profile(data, target, name) for target, name in profiles]
     return meta, data
 
 
@@ -264,10 +271,10 @@ def score_task(models: dict, target: dict, name: str, y_val, metric: str, search
     return res
 
 
-# Profiles hold no CPU slot: each is tens of milliseconds against a conversion's half second, and
-# one that had to wait for a slot sat behind every queued build (Ray hands a freed CPU to the next
-# build first), so on one CPU no result landed before the last build (measured with
-# ray.timeline()), and a simulator worker's cold start held a build slot idle for a second.
+# A variant built in this run is profiled by its build task (see `_Runner._pump`); profile tasks
+# profile the models found in the build cache (a resumed or repeated sweep). They hold no CPU slot:
+# each is tens of milliseconds against a conversion's second, and one that had to wait for a slot
+# sat behind every queued build (Ray hands a freed CPU to the next build first).
 @ray.remote(num_cpus=0, max_retries=MAX_RETRIES, runtime_env=_worker_env("simulator"))
 def profile_task(data: bytes, target: dict, name: str) -> dict:
     return _profile(data, target, name)
@@ -324,7 +331,8 @@ class RunResult:
     n_cached: int = 0
     n_skipped: int = 0              # measurements already in the table (resume)
     n_cpus: float = 0.0
-    profile_workers_with_tf: set = field(default_factory=set)
+    profile_workers_with_tf: set = field(default_factory=set)     # profile tasks' workers (cached builds)
+    n_profiled_by_build: int = 0    # simulator profiles run by the task that built the model
     build_pids: set = field(default_factory=set)      # worker processes that ran conversions
     warm_pids: set = field(default_factory=set)       # build workers warmed up by this run
     n_built_warm: int = 0           # conversions that found TensorFlow imported in their worker
@@ -634,12 +642,20 @@ class _Runner:
                 meta_ref, data_ref = train_task.remote(spec, self.data_refs[0], self.data_sha256, self.sweep.train,
                                                        d.metric, list(d.search_path), self.cache_dir, self.epochs)
             else:
-                meta_ref, data_ref = build_task.remote(spec, self.build_settings, self.cache_dir)
+                # The simulator's profiles (tens of milliseconds each) run in the build task, on
+                # the CPU it holds: a profile task would need a simulator worker, whose start (about
+                # 1.3 s of CPU, one or two per run) and the profiles themselves ran beside the builds
+                # on CPUs Ray had not counted, taking a third of what 2 cores had left in a cold
+                # 2-worker sweep (measured: 4.1 s of CPU in 35 s), and the bytes a round trip.
+                profiles = [(t.__dict__, job.variant.id) for job in self.waiting[key] for t in job.targets
+                            if t.kind != "board"]
+                meta_ref, data_ref = build_task.remote(spec, self.build_settings, self.cache_dir, profiles)
             self.pending[meta_ref] = ("build", key, data_ref)
             self.n_building += 1
 
     def _built(self, key: str, meta: dict, data_ref) -> None:
         self.counts.built += 1
+        profiled = iter(meta.pop("profiles", None) or ())     # in the order _pump asked for them
         if meta.get("cached"):
             self.result.n_cached += 1
         else:
@@ -668,6 +684,11 @@ class _Runner:
                     continue
                 if self.data is not None:
                     self.pending[self._score(data_ref, t, job)] = ("profile", job, t, meta)
+                    continue
+                res = next(profiled, None)
+                if res is not None:
+                    self.result.n_profiled_by_build += 1
+                    self._profiled(job, t, meta, res)
                     continue
                 ref = profile_task.remote(data_ref, t.__dict__, job.variant.id)
                 self.pending[ref] = ("profile", job, t, meta)
@@ -774,9 +795,13 @@ class _Runner:
             res = ray.get(ref)
         except ray.exceptions.RayError as e:
             res = {"ok": False, "error": f"profile worker failed: {_ray_reason(e)}"}
-        self.result.profile_s += res.get("profile_s", 0.0)
         if res.get("tensorflow_loaded"):
             self.result.profile_workers_with_tf.add(res.get("pid"))
+        self._profiled(job, target, meta, res)
+
+    def _profiled(self, job: _Job, target: TargetSpec, meta: dict, res: dict) -> None:
+        """Writes a simulator profile (or scored profile) of a job on a target."""
+        self.result.profile_s += res.get("profile_s", 0.0)
         accuracy = None
         if self.data is not None:
             accuracy = self._accuracy(job, target, meta, res.get("scores"), f"emulator/{target.accelerator}")

@@ -86,7 +86,8 @@ def test_sweep_end_to_end_table_and_ranking(cluster, tmp_path):
     results = tmp_path / "results"
     res = api.run_sweep(sweep_file(tmp_path), results, progress=False)
     assert res.n_cpus == 2 and res.counts.total == N_VARIANTS and res.counts.left == 0
-    assert res.profile_workers_with_tf == set()          # simulator workers never import TensorFlow
+    # every variant was profiled by the task that built it, in its build worker: no simulator worker
+    assert res.n_profiled_by_build == res.counts.profiled == N_VARIANTS - 1 and res.profile_workers_with_tf == set()
     assert len(res.build_pids) <= 2                      # one warm build worker per node, no churn
     v = assert_complete_and_unique(results)
     base = v["base"]

@@ -46,6 +46,10 @@ def test_later_sweeps_are_built_by_the_first_sweeps_workers(tmp_path):
     assert first.warm_pids == first.build_pids and first.warmup_s > 0
     assert (first.n_built_warm, second.n_built_warm) == (first.n_built, second.n_built)
     assert second.warm_pids == set() and second.warmup_s == 0
+    # built variants are profiled by their build task; the second sweep's base, found in the build
+    # cache, by a profile task in a simulator worker, which never imports TensorFlow
+    assert (first.n_profiled_by_build, second.n_profiled_by_build) == (2, 1)
+    assert second.profile_workers_with_tf == set()
     # again: nothing left to measure, so the session starts no Ray for it
     import ray
     ray_up = []

@@ -507,6 +507,23 @@ def _depthwise_layout(x, pad_t, pad_l, stride_w, depth_multiplier, xph):
                             d[ic * depth_multiplier + m] = src[ic]
 
 
+@njit(cache=True, inline="always")
+def _depthwise_row(xph, in_offset, weights_tiled, iy0, stride_w, dil_h, dil_w, oc, row):
+    """The accumulators of one output row (its first input row iy0 of the laid-out xph) into row:
+    a tap of the whole row is one unchecked multiply-add over out_w * OC values."""
+    kh, kw, span = weights_tiled.shape
+    row[:] = 0
+    for ky in range(kh):
+        iy = iy0 + ky * dil_h
+        for kx in range(kw):
+            col = kx * dil_w
+            # slices indexed from 0: no negative-index checks, so the loops vectorize
+            src = xph[col % stride_w, iy, (col // stride_w) * oc:]
+            wt = weights_tiled[ky, kx]
+            for i in range(span):
+                row[i] += (src[i] + in_offset) * wt[i]
+
+
 @njit(cache=True)
 def depthwise_acc(x, in_offset, weights_tiled, pad_t, pad_l, padded_h, padded_w, stride_h, stride_w, dil_h, dil_w,
                   out_h, depth_multiplier, b0, acc):
@@ -527,17 +544,32 @@ def depthwise_acc(x, in_offset, weights_tiled, pad_t, pad_l, padded_h, padded_w,
     for s in range(samples):
         _depthwise_layout(x[b0 + s], pad_t, pad_l, stride_w, depth_multiplier, xph)
         for oy in range(out_h):
-            # slices indexed from 0: no negative-index checks, so the loops vectorize
-            row = flat[(s * out_h + oy) * span:(s * out_h + oy + 1) * span]
-            row[:] = 0
-            for ky in range(kh):
-                iy = oy * stride_h + ky * dil_h
-                for kx in range(kw):
-                    col = kx * dil_w
-                    src = xph[col % stride_w, iy, (col // stride_w) * oc:]
-                    wt = weights_tiled[ky, kx]
-                    for i in range(span):
-                        row[i] += (src[i] + in_offset) * wt[i]
+            _depthwise_row(xph, in_offset, weights_tiled, oy * stride_h, stride_w, dil_h, dil_w, oc,
+                           flat[(s * out_h + oy) * span:(s * out_h + oy + 1) * span])
+
+
+@njit(cache=True)
+def depthwise_requant(x, in_offset, weights_tiled, pad_t, pad_l, padded_h, padded_w, stride_h, stride_w, dil_h,
+                      dil_w, out_h, depth_multiplier, bias_tiled, scale_tiled, out_offset, act_min, act_max, out):
+    """`depthwise_acc` and `requantize_float` fused: each output row's accumulators stay in one
+    small buffer (in the cache) across the taps and are requantized from it straight into out
+    [N * out_h * out_w, OC] int8, so no accumulator array goes to memory between two passes (the
+    depthwise layer is store-bound). bias_tiled and scale_tiled are `requantize_float`'s bias and
+    scale tiled out_w times; the arithmetic is `requantize_float`'s, so the outputs are identical."""
+    span = weights_tiled.shape[2]
+    oc = out.shape[1]
+    wpp = (padded_w + stride_w - 1) // stride_w
+    xph = np.full((stride_w, padded_h, wpp * oc), -in_offset, dtype=np.int8)
+    row = np.empty(span, dtype=weights_tiled.dtype)
+    flat = out.reshape(-1)
+    for s in range(x.shape[0]):
+        _depthwise_layout(x[s], pad_t, pad_l, stride_w, depth_multiplier, xph)
+        for oy in range(out_h):
+            _depthwise_row(xph, in_offset, weights_tiled, oy * stride_h, stride_w, dil_h, dil_w, oc, row)
+            dst = flat[(s * out_h + oy) * span:(s * out_h + oy + 1) * span]
+            for i in range(span):
+                q = np.floor((np.float64(row[i]) + bias_tiled[i]) * scale_tiled[i] + 0.5) + out_offset
+                dst[i] = np.int32(min(max(q, act_min), act_max))
 
 
 @njit(cache=True)

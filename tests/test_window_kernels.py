@@ -65,6 +65,32 @@ def test_depthwise_accumulators_equal_the_direct_sum(g, dm):
 
 
 @pytest.mark.parametrize("g", GEOMETRIES)
+@pytest.mark.parametrize("dm", [1, 3])
+def test_fused_depthwise_equals_the_direct_sum_requantized(g, dm):
+    """`depthwise_requant` (accumulate a row, requantize it in the same loop) gives exactly what
+    `Requantize` makes of the direct sum: per-channel multipliers and shifts, bias, clamp."""
+    rng = np.random.default_rng(len(g) + dm + g[1])
+    h, wd, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g
+    ic, zp = 4, 9
+    oc = ic * dm
+    x = rng.integers(-128, 128, (2, h, wd, ic)).astype(np.int8)
+    w = rng.integers(-127, 128, (kh, kw, oc)).astype(np.int64)
+    bias = rng.integers(-3000, 3000, oc)
+    requantize = K.Requantize(bias, rng.integers(1 << 30, 1 << 31, oc), rng.integers(-12, -6, oc), -3, -128, 127,
+                              float(np.abs(w).sum(axis=(0, 1)).max()) * 137)
+    assert requantize.in_float
+    expected = np.empty((2 * oh * ow, oc), dtype=np.int8)
+    requantize(_direct(x, w, zp, g).astype(np.float64), expected)
+    assert len(np.unique(expected)) > 10      # the multipliers put the outputs inside the clamp
+    hp, wp = _padded_extent(g)
+    b_t, s_t = (np.tile(a, ow) for a in requantize.args[:2])
+    y = np.empty_like(expected)
+    K.depthwise_requant(x, np.float32(-zp), np.ascontiguousarray(np.tile(w.astype(np.float32), (1, 1, ow))), pt, pl,
+                        hp, wp, sh, sw, dh, dw, oh, dm, b_t, s_t, *requantize.args[2:], y)
+    assert np.array_equal(y, expected)
+
+
+@pytest.mark.parametrize("g", GEOMETRIES)
 def test_conv_patches_times_int_matmul_equal_the_direct_sum(g):
     rng = np.random.default_rng(g[0] + g[1])
     h, wd, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = g

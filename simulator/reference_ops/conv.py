@@ -166,6 +166,17 @@ def build_depthwise(graph: Graph, op: Operator):
     xi, yi = op.inputs[0], op.outputs[0]
     shape = tuple(y_t.shape)
 
+    if requantize.in_float:
+        bias_tiled, scale_tiled = (np.ascontiguousarray(np.tile(a, p.out_w)) for a in requantize.args[:2])
+
+        def run_fused(values):
+            x = _nhwc(values[xi], x_t)
+            y = np.empty((x.shape[0] * per_sample, oc), dtype=np.int8)
+            K.depthwise_requant(x, offset, weights_tiled, p.pad_t, p.pad_l, p.hp, p.wp, p.sh, p.sw, p.dh, p.dw,
+                                p.out_h, dm, bias_tiled, scale_tiled, *requantize.args[2:], y)
+            values[yi] = y.reshape((-1,) + shape)
+        return run_fused, {}
+
     def run(values):
         x = _nhwc(values[xi], x_t)
         y = np.empty((x.shape[0] * per_sample, oc), dtype=np.int8)

@@ -408,7 +408,8 @@ def leaky_relu(x, input_offset, m_identity, s_identity, m_alpha, s_alpha, output
 # |products| stays below the float type's exact-integer limit (2^24 for float32, 2^53 for
 # float64) every partial sum is exact. The requantization afterwards is TFLM's (`Requantize`). A
 # layer runs chunk by chunk of output rows (`CHUNK_BYTES`), so that the patches and accumulators
-# of a chunk stay in the core's cache between the three passes.
+# of a chunk stay in the core's cache between the three passes; depthwise, when its requantization
+# is the float64 one, requantizes each output row in the accumulating loop (`depthwise_requant`).
 
 CHUNK_BYTES = 1 << 19   # patches + accumulators of one chunk (measured: 256 KB..1 MB are best)
 

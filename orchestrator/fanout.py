@@ -565,7 +565,8 @@ class _Runner:
                                             timeout=_WAIT_S / 10 if self.on_boards else _WAIT_S)
                         for ref in ready:
                             self._handle(ref, self.pending.pop(ref))
-                    self._board_results(wait_s=0.0 if self.pending else _WAIT_S)
+                    # waits for a board only while one measures: the last result ends the sweep at once
+                    self._board_results(wait_s=_WAIT_S if self.on_boards and not self.pending else 0.0)
                     self._pump()
                     self._poll_epochs()
                     bar.update()

@@ -103,8 +103,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 # Libraries that Keras imports only for integrations a build never uses (scikit-learn estimator
 # wrappers, pandas DataFrames as `fit` input, matplotlib image galleries); each import is optional
-# in Keras. Kept out of TensorFlow's import they save a third of it (measured: 5.5 -> 3.5 s per
-# process), which every fresh build worker pays before its first build. Importing them later in
+# in Keras. Kept out of TensorFlow's import they save a third of it (measured: 5.1-5.5 -> 3.0-3.4 s
+# per process), which every fresh build worker pays before its first build. Importing them later in
 # the process works as usual: only those Keras integrations stay off there.
 KERAS_OPTIONAL_IMPORTS = ("sklearn", "pandas", "matplotlib")
 
@@ -129,13 +129,13 @@ def _import_tf():
     with _without(KERAS_OPTIONAL_IMPORTS if first else ()):
         import tensorflow as tf
         import keras  # noqa: F401  (TensorFlow's import loads it; this keeps Keras inside the block either way)
-    if first and os.environ.get("MVPFARM_WORKER") == "build":
-        # TensorFlow and Keras leave some 300,000 objects that live as long as the process; the
-        # cyclic garbage collector would walk all of them again and again in every conversion
-        # (measured: 7-12% of a build's time). Frozen, it walks only what the builds allocate.
-        gc.collect()
-        gc.freeze()
     if os.environ.get("MVPFARM_WORKER") == "build":
+        if first:
+            # TensorFlow and Keras leave some 300,000 objects that live as long as the process; the
+            # cyclic garbage collector would walk all of them again and again in every conversion
+            # (measured: 7-12% of a build's time). Frozen, it walks only what the builds allocate.
+            gc.collect()
+            gc.freeze()
         # A build task holds one Ray CPU: TensorFlow's default thread pools (one thread per core)
         # would have every build worker fight over all cores.
         try:

@@ -89,7 +89,8 @@ def connect(address: str | None = None, num_cpus: int | None = None, resources: 
     else:
         progress_mod.step("starting a local Ray on 127.0.0.1", progress)
         _loopback_only()
-        os.environ.setdefault("RAY_num_workers_soft_limit", str(worker_soft_limit(num_cpus or os.cpu_count() or 1)))
+        for name, value in node_worker_settings().items():
+            os.environ.setdefault(name, value)
         ray.init(address="local", num_cpus=num_cpus, resources=resources or None, include_dashboard=False,
                  _node_ip_address="127.0.0.1", **common)
     return True
@@ -155,12 +156,29 @@ def _loopback_only() -> None:
         ray_constants.ENABLE_RAY_CLUSTER = False
 
 
-def worker_soft_limit(n_cpus: int) -> int:
-    """How many idle workers a node should keep. Ray's default (one per CPU) is too few for two
-    worker pools: it would kill an idle build worker to start a simulator worker and back, and
-    every build would pay TensorFlow's import again (measured: 14 build processes for 18 builds,
-    7x slower). Nodes of an existing cluster need RAY_num_workers_soft_limit set likewise."""
-    return 2 * n_cpus + 1
+# How long an idle worker lives before the raylet may stop it (1 hour): longer than any gap
+# between the tasks of a sweep or the sweeps of a session.
+IDLE_WORKER_KEEP_MS = 3_600_000
+
+
+def node_worker_settings() -> dict[str, str]:
+    """The raylet settings (environment variables, read when a node starts) that keep a node's
+    workers as mvpfarm's two pools need them: no spare workers, and no worker stopped while idle.
+
+    - `RAY_num_workers_soft_limit=0`. On every lease request the raylet starts min(soft limit,
+      lease backlog) minus its idle and starting workers. In a sweep's first seconds every worker
+      is importing TensorFlow, none is idle, so with a soft limit of 5 (2 CPUs) it started two or
+      three spare workers that never ran a task, 0.4-0.6 s of CPU each taken from the imports on a
+      2-core machine (raylet debug log: "Prestarting 1 workers given lease backlog size 2").
+      At 0 it starts a worker only when a lease finds none.
+    - `RAY_idle_worker_killing_time_threshold_ms`: the soft limit is also how many idle workers the
+      raylet keeps; beyond it, it stops those idle longer than this threshold (1 s by default).
+      A build worker stopped that way pays TensorFlow's import again in its next build (measured
+      with one idle worker per CPU: 14 build processes for 18 builds, 7x slower), so idle workers
+      are kept for IDLE_WORKER_KEEP_MS; they end with the job (the driver) that owns them.
+    Set for the local Ray that `connect` starts; nodes of an existing cluster need them too."""
+    return {"RAY_num_workers_soft_limit": "0",
+            "RAY_idle_worker_killing_time_threshold_ms": str(IDLE_WORKER_KEEP_MS)}
 
 
 def _worker_env(role: str) -> dict:

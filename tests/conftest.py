@@ -14,6 +14,18 @@ DATA = Path(__file__).parent / "data"
 
 # A sweep of 13 variants of a small DS-CNN (cheap TensorFlow conversions): the base, 11 tip levels
 # that apply and one that does not (DS-CNN has no hidden Dense layer). Tests add their targets.
+# A sweep of a small MLP's Dense units on the simulator (cheap builds): name and levels to fill in.
+SMALL_MLP_SWEEP = """
+name = "{name}"
+base = {{ builtin = "fc_autoencoder", kwargs = {{ input_dim = 64, hidden_units = 32, depth = 2 }} }}
+mode = "one-at-a-time"
+[tips]
+dense_units = {levels}
+[[targets]]
+kind = "simulator"
+accelerator = "mvp"
+"""
+
 SMALL_DS_CNN_SWEEP = """
 base = { builtin = "ds_cnn", kwargs = { input_shape = [25, 10, 1], filters = 16, n_blocks = 2 } }
 mode = "one-at-a-time"

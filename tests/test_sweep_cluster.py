@@ -36,9 +36,9 @@ N_VARIANTS = 13
 
 @pytest.fixture(scope="module")
 def cluster():
-    from orchestrator.fanout import worker_soft_limit
+    from orchestrator.fanout import node_worker_settings
     # read by the raylets this fixture starts: build and simulator workers both stay warm
-    os.environ["RAY_num_workers_soft_limit"] = str(worker_soft_limit(1))
+    os.environ.update(node_worker_settings())
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20,
                                                       "include_dashboard": False})
     c.add_node(num_cpus=1, object_store_memory=100 * 2**20)

@@ -9,24 +9,14 @@ import pytest
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 from orchestrator import api, cli  # noqa: E402
+from tests.conftest import SMALL_MLP_SWEEP  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-SWEEP = """
-name = "{name}"
-base = {{ builtin = "fc_autoencoder", kwargs = {{ input_dim = 64, hidden_units = 32, depth = 2 }} }}
-mode = "one-at-a-time"
-[tips]
-dense_units = [{level}]
-[[targets]]
-kind = "simulator"
-accelerator = "mvp"
-"""
 
 
 def _file(tmp_path, name: str, level: float):
     f = tmp_path / f"{name}.toml"
-    f.write_text(SWEEP.format(name=name, level=level))
+    f.write_text(SMALL_MLP_SWEEP.format(name=name, levels=f"[{level}]"))
     return f
 
 

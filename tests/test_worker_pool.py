@@ -1,0 +1,65 @@
+"""The local Ray's worker pool (`fanout.node_worker_settings`): a cold sweep builds in the workers
+that Ray prestarts with the node, one per CPU; the raylet starts no spare worker while they import
+TensorFlow, and stops none of them while it waits idle between two sweeps."""
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+import ray  # noqa: E402
+
+from orchestrator import fanout, sweep_file  # noqa: E402
+from tests.conftest import SMALL_MLP_SWEEP  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+
+def _raylet_workers() -> set[int]:
+    """Worker processes of this process's local Ray: the raylet's children that it gave a job id
+    (its dashboard and runtime-env agents have none; every process is titled `ray::...`)."""
+    from ray._private import ray_constants
+    node = ray._private.worker._global_node
+    raylet_pid = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue                          # a process that ended while we looked
+        if ppid == raylet_pid and any(e.startswith(b"RAY_JOB_ID=") for e in environ):
+            found.add(int(entry.name))
+    return found
+
+
+def _sweep(tmp_path, name: str, levels: str):
+    f = tmp_path / f"{name}.toml"
+    f.write_text(SMALL_MLP_SWEEP.format(name=name, levels=levels))
+    return sweep_file.load(f)
+
+
+def test_a_cold_sweep_starts_one_worker_per_cpu_and_keeps_them_between_sweeps(tmp_path):
+    assert not ray.is_initialized()
+    assert fanout.connect(None, num_cpus=2)
+    try:
+        # more variants than CPUs: while both workers import TensorFlow, builds wait in the lease
+        # backlog, which is what made the raylet start spare workers
+        first = fanout.run(_sweep(tmp_path, "first", "[0.75, 0.5, 0.25, 0.125]"), tmp_path / "results",
+                           progress=False)
+        workers = _raylet_workers()
+        assert first.counts.profiled == 5 and first.n_built == 5
+        # the two prestarted workers built everything, warmed up first; nothing else was started
+        assert len(workers) == 2 and first.build_pids == first.warm_pids == workers
+        assert first.n_built_warm == first.n_built
+        time.sleep(2.5)                       # idle for longer than Ray's default threshold (1 s)
+        second = fanout.run(_sweep(tmp_path, "second", "[0.375, 0.625]"), tmp_path / "results", progress=False)
+        assert second.n_built == 2 and second.build_pids <= workers and second.n_built_warm == 2
+        # both build workers are still there (beside the simulator worker that profiled the cached base)
+        assert second.n_cached == 1 and workers < _raylet_workers()
+    finally:
+        ray.shutdown()

@@ -12,8 +12,6 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 DATA = Path(__file__).parent / "data"
 
-# A sweep of 13 variants of a small DS-CNN (cheap TensorFlow conversions): the base, 11 tip levels
-# that apply and one that does not (DS-CNN has no hidden Dense layer). Tests add their targets.
 # A sweep of a small MLP's Dense units on the simulator (cheap builds): name and levels to fill in.
 SMALL_MLP_SWEEP = """
 name = "{name}"
@@ -26,6 +24,8 @@ kind = "simulator"
 accelerator = "mvp"
 """
 
+# A sweep of 13 variants of a small DS-CNN (cheap TensorFlow conversions): the base, 11 tip levels
+# that apply and one that does not (DS-CNN has no hidden Dense layer). Tests add their targets.
 SMALL_DS_CNN_SWEEP = """
 base = { builtin = "ds_cnn", kwargs = { input_shape = [25, 10, 1], filters = 16, n_blocks = 2 } }
 mode = "one-at-a-time"

@@ -16,7 +16,6 @@ from tests.conftest import SMALL_MLP_SWEEP  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-
 def _raylet_workers() -> set[int]:
     """Worker processes of this process's local Ray: the raylet's children that it gave a job id
     (its dashboard and runtime-env agents have none; every process is titled `ray::...`)."""

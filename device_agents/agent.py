@@ -383,8 +383,7 @@ def probe(port: str, timeout_s: float = 2.0, lock_dir: str | None = None) -> P.I
     with PortLock(port, lock_dir, owner=f"mvpfarm probe pid {os.getpid()}"):
         with Transport(port, exclusive="://" not in port) as t:
             t.discard_input()
-            deadline = time.monotonic() + timeout_s
-            info = t.exchange(P.Hello(), max(0.05, deadline - time.monotonic()), P.Info, boot_ok=True)
+            info = t.exchange(P.Hello(), timeout_s, P.Info, boot_ok=True)
             if info.protocol_version != P.PROTOCOL_VERSION:
                 raise P.ProtocolError(f"board speaks protocol {info.protocol_version}, "
                                       f"host {P.PROTOCOL_VERSION}")

@@ -41,7 +41,7 @@ def test_boards_on_two_nodes_are_scheduled_by_their_resource(cluster, zoo_dir, t
         for board_id, port in boards:
             agents.append(spawn_agent(port, KIND, config, node_id=node_id))
             node_of[board_id] = node_id
-    pool = BoardPool(agents)
+    pool = BoardPool(agents, status_timeout_s=180)   # fresh actors start slowly on a loaded machine
     models = sorted(zoo_dir.glob("*.tflite"))[:8]
     futures = [pool.submit(f"j{i}", m.read_bytes(), m.stem, kind=KIND) for i, m in enumerate(models)]
     results = [f.result(timeout=300) for f in futures]

@@ -36,6 +36,13 @@ def variants(zoo_dir):
             for i in range(12)]
 
 
+def _pool(ports, config) -> BoardPool:
+    """A pool of fresh agent actors. Ray starts their worker processes one after another, which on
+    a loaded 2-core machine took 15 s each (measured beside six busy processes): the pool waits
+    long enough that none of them is taken for unavailable."""
+    return BoardPool([spawn_agent(port, KIND, config) for port in ports], status_timeout_s=180)
+
+
 def _run(pool, variants):
     futures = {job: pool.submit(job, data, name, kind=KIND) for job, name, data in variants}
     return {job: f.result(timeout=300) for job, f in futures.items()}
@@ -47,7 +54,7 @@ def test_twelve_variants_over_four_boards_with_faults_are_each_measured_once(ray
     boards = {bid: VirtualBoard(KIND, bid, seed=i, faults=f, time_scale=0.02).start()
               for i, (bid, f) in enumerate(faults.items())}
     try:
-        pool = BoardPool([spawn_agent(b.port, KIND, config) for b in boards.values()])
+        pool = _pool([b.port for b in boards.values()], config)
         results = _run(pool, variants)
         states = {s.board_id: s for s in pool.states()}
         pool.close()
@@ -79,8 +86,13 @@ def test_unplugging_a_board_mid_sweep_moves_its_job(ray_local, config, variants)
     boards = [VirtualBoard(KIND, f"vb-u{i}", seed=10 + i, faults=Faults(unplug=1) if i == 0 else Faults(),
                            time_scale=0.02).start() for i in range(3)]
     try:
-        pool = BoardPool([spawn_agent(b.port, KIND, config) for b in boards])
-        results = _run(pool, variants[:8])
+        pool = _pool([b.port for b in boards], config)
+        # one job per board first, so that vb-u0 has measured one when the rest arrive: the pool
+        # then gives the first of them to vb-u0 (all idle, each with one measured), whose cable
+        # comes out at its second PROFILE, however fast or slow the machine is
+        results = _run(pool, variants[:3])
+        assert sorted(r.board_id for r in results.values()) == ["vb-u0", "vb-u1", "vb-u2"]
+        results |= _run(pool, variants[3:8])
         states = {s.board_id: s for s in pool.states()}
         pool.close()
     finally:
@@ -97,7 +109,7 @@ def test_unplugging_a_board_mid_sweep_moves_its_job(ray_local, config, variants)
 
 def test_a_model_no_board_can_hold_fails_with_the_reason(ray_local, config, zoo_dir):
     with VirtualBoard(KIND, "vb-tiny", seed=1, arena_max_bytes=32 * 1024) as vb:
-        pool = BoardPool([spawn_agent(vb.port, KIND, config)])
+        pool = _pool([vb.port], config)
         r = pool.submit("big", (zoo_dir / "image_example1.tflite").read_bytes(), "image_example1",
                         kind=KIND).result(timeout=60)
         other = pool.submit("k", b"not a model", "junk", kind=KIND).result(timeout=60)

@@ -531,6 +531,11 @@ class _Runner:
         self.waiting: dict[str, list[_Job]] = {}    # spec key -> jobs sharing that build
         self.to_build: list[tuple[str, dict]] = []   # (spec key, spec) not yet submitted
         self.n_building = 0
+        # Profiles of cached builds wait here too: they hold no CPU, so with all of them submitted
+        # at once Ray started a simulator worker (130 MB) for nearly each (10 in a cached 36-variant
+        # sweep); as many in flight as builds keeps it to that many workers, reused.
+        self.to_profile: list[tuple] = []            # (tflite ref, target, job, meta) not yet submitted
+        self.profiling: set = set()                  # their refs in flight
         # Builds are submitted a few at a time: with every build queued at once, Ray would run
         # them all before any profile task, and no result would land until the very end. One
         # more than the CPUs, so that a freed CPU never waits for the driver.
@@ -574,7 +579,7 @@ class _Runner:
                 self._pump()
                 bar.update()
                 beat = time.monotonic()
-                while self.pending or self.on_boards:
+                while self.pending or self.on_boards or self.to_profile:
                     if time.monotonic() - beat > HEARTBEAT_S:     # `results list`: still running
                         self.db.heartbeat(self.sweep.run_id)
                         beat = time.monotonic()
@@ -654,6 +659,11 @@ class _Runner:
             self.counts.epochs_total += self.sweep.train["epochs"] * self.sweep.train["seeds"]
 
     def _pump(self) -> None:
+        while self.to_profile and len(self.profiling) < self.max_building:
+            data_ref, t, job, meta = self.to_profile.pop(0)
+            ref = profile_task.remote(data_ref, t.__dict__, job.variant.id)
+            self.pending[ref] = ("profile", job, t, meta)
+            self.profiling.add(ref)
         while self.to_build and self.n_building < self.max_building:
             key, spec = self.to_build.pop(0)
             if self.data is not None:
@@ -709,8 +719,7 @@ class _Runner:
                     self.result.n_profiled_by_build += 1
                     self._profiled(job, t, meta, res)
                     continue
-                ref = profile_task.remote(data_ref, t.__dict__, job.variant.id)
-                self.pending[ref] = ("profile", job, t, meta)
+                self.to_profile.append((data_ref, t, job, meta))
 
     def _score(self, models_ref, target: TargetSpec, job: _Job, profile: bool = True):
         d = self.sweep.data
@@ -810,6 +819,7 @@ class _Runner:
                         self._write(job, t, meta, error=meta["error"])
             return
         _, job, target, meta = what
+        self.profiling.discard(ref)
         try:
             res = ray.get(ref)
         except ray.exceptions.RayError as e:

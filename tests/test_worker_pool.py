@@ -1,6 +1,7 @@
 """The local Ray's worker pool (`fanout.node_worker_settings`): a cold sweep builds in the workers
 that Ray prestarts with the node, one per CPU; the raylet starts no spare worker while they import
-TensorFlow, and stops none of them while it waits idle between two sweeps."""
+TensorFlow, and stops none of them while it waits idle between two sweeps; a sweep whose builds
+are all cached profiles them in a few simulator workers, not one per variant."""
 import os
 import time
 from pathlib import Path
@@ -16,9 +17,10 @@ from tests.conftest import SMALL_MLP_SWEEP  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-def _raylet_workers() -> set[int]:
+def _raylet_workers(role: bytes | None = None) -> set[int]:
     """Worker processes of this process's local Ray: the raylet's children that it gave a job id
-    (its dashboard and runtime-env agents have none; every process is titled `ray::...`)."""
+    (its dashboard and runtime-env agents have none; every process is titled `ray::...`); with
+    `role`, only those whose MVPFARM_WORKER is `role` (fanout's runtime_env for its task kind)."""
     from ray._private import ray_constants
     node = ray._private.worker._global_node
     raylet_pid = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
@@ -31,7 +33,8 @@ def _raylet_workers() -> set[int]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except (OSError, IndexError, ValueError):
             continue                          # a process that ended while we looked
-        if ppid == raylet_pid and any(e.startswith(b"RAY_JOB_ID=") for e in environ):
+        if ppid == raylet_pid and any(e.startswith(b"RAY_JOB_ID=") for e in environ) and \
+                (role is None or b"MVPFARM_WORKER=" + role in environ):
             found.add(int(entry.name))
     return found
 
@@ -60,5 +63,21 @@ def test_a_cold_sweep_starts_one_worker_per_cpu_and_keeps_them_between_sweeps(tm
         assert second.n_built == 2 and second.build_pids <= workers and second.n_built_warm == 2
         # both build workers are still there (beside the simulator worker that profiled the cached base)
         assert second.n_cached == 1 and workers < _raylet_workers()
+    finally:
+        ray.shutdown()
+
+
+def test_a_cached_sweep_profiles_in_as_many_simulator_workers_as_builds_run_at_once(tmp_path):
+    assert fanout.connect(None, num_cpus=2)
+    try:
+        levels = "[0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125]"
+        first = fanout.run(_sweep(tmp_path, "first", levels), tmp_path / "results", progress=False)
+        assert first.n_built == 8 and not _raylet_workers(b"simulator")   # profiled in the builds
+        again = fanout.run(_sweep(tmp_path, "again", levels), tmp_path / "results", progress=False)
+        assert again.n_cached == 8 and again.n_built == 0 and again.counts.profiled == 8
+        # eight profile tasks, at most three (CPUs + 1) in flight: with all eight submitted at once
+        # Ray started a simulator worker for each. A worker hands its lease back to the raylet
+        # after the driver has the result, so a task submitted at that moment may get a fourth.
+        assert 1 <= len(_raylet_workers(b"simulator")) <= 4
     finally:
         ray.shutdown()

@@ -530,6 +530,7 @@ class _Runner:
         self.pending: dict = {}            # ObjectRef -> ("warm",) | ("build", key) | ("profile", job, target, meta)
         self.waiting: dict[str, list[_Job]] = {}    # spec key -> jobs sharing that build
         self.to_build: list[tuple[str, dict]] = []   # (spec key, spec) not yet submitted
+        self.profiles_asked: dict[str, list] = {}    # spec key -> (variant, target key) its build task profiles
         self.n_building = 0
         # Profiles of cached builds wait here too: they hold no CPU, so with all of them submitted
         # at once Ray started a simulator worker (130 MB) for nearly each (10 in a cached 36-variant
@@ -676,15 +677,17 @@ class _Runner:
                 # 1.3 s of CPU, one or two per run) and the profiles themselves ran beside the builds
                 # on CPUs Ray had not counted, taking a third of what 2 cores had left in a cold
                 # 2-worker sweep (measured: 4.1 s of CPU in 35 s), and the bytes a round trip.
-                profiles = [(t.__dict__, job.variant.id) for job in self.waiting[key] for t in job.targets
-                            if t.kind != "board"]
-                meta_ref, data_ref = build_task.remote(spec, self.build_settings, self.cache_dir, profiles)
+                asked = [(job, t) for job in self.waiting[key] for t in job.targets if t.kind != "board"]
+                self.profiles_asked[key] = [(job.variant.id, t.key) for job, t in asked]
+                meta_ref, data_ref = build_task.remote(spec, self.build_settings, self.cache_dir,
+                                                       [(t.__dict__, job.variant.id) for job, t in asked])
             self.pending[meta_ref] = ("build", key, data_ref)
             self.n_building += 1
 
     def _built(self, key: str, meta: dict, data_ref) -> None:
         self.counts.built += 1
-        profiled = iter(meta.pop("profiles", None) or ())     # in the order _pump asked for them
+        # the build task's profiles, in the order _pump asked for them: (variant, target key) -> result
+        profiled = dict(zip(self.profiles_asked.pop(key, ()), meta.pop("profiles", None) or ()))
         if meta.get("cached"):
             self.result.n_cached += 1
         else:
@@ -714,7 +717,7 @@ class _Runner:
                 if self.data is not None:
                     self.pending[self._score(data_ref, t, job)] = ("profile", job, t, meta)
                     continue
-                res = next(profiled, None)
+                res = profiled.pop((job.variant.id, t.key), None)
                 if res is not None:
                     self.result.n_profiled_by_build += 1
                     self._profiled(job, t, meta, res)

@@ -67,3 +67,23 @@ def test_the_cli_checks_every_file_before_running_any(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{bad}: tips.dense_unitz: unknown tip" in err
     assert not results.exists()             # the good file did not run either
+
+
+def test_variants_that_share_a_build_each_get_the_profile_of_every_target(tmp_path):
+    """dense_units 0.5 and 0.51 both give 16 units: one build, whose task profiles both variants on
+    both simulator targets; each row gets the profile of its own variant and target."""
+    f = tmp_path / "shared.toml"
+    f.write_text(SMALL_MLP_SWEEP.format(name="shared", levels="[0.5, 0.51]")
+                 + '[[targets]]\nkind = "simulator"\naccelerator = "none"\n')
+    (res,) = api.run_sweeps([f], tmp_path / "results", num_cpus=1, progress=False, report=False)
+    assert (res.n_built, res.counts.profiled) == (2, 6) and res.n_profiled_by_build == 6
+    with sqlite3.connect(tmp_path / "results" / "mvpfarm.sqlite") as con:
+        rows = con.execute("SELECT variant, accelerator, model_sha256, n_layers_on_mvp, accelerator_cycles, "
+                           "json_extract(record_json, '$.model.name') FROM measurements "
+                           "ORDER BY variant, accelerator").fetchall()
+    assert [(v, acc, name) for v, acc, *_, name in rows] == [
+        (v, acc, v) for v in ("base", "dense_units=0.5", "dense_units=0.51") for acc in ("mvp", "none")]
+    by = {(v, acc): (sha, on_mvp, cycles) for v, acc, sha, on_mvp, cycles, _ in rows}
+    assert by[("dense_units=0.5", "mvp")] == by[("dense_units=0.51", "mvp")]      # one model
+    assert by[("dense_units=0.5", "none")] == by[("dense_units=0.51", "none")]
+    assert by[("dense_units=0.5", "mvp")][1] > 0 and by[("dense_units=0.5", "none")][1:] == (0, 0)

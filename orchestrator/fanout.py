@@ -580,7 +580,7 @@ class _Runner:
                 self._pump()
                 bar.update()
                 beat = time.monotonic()
-                while self.pending or self.on_boards or self.to_profile:
+                while self.pending or self.on_boards:
                     if time.monotonic() - beat > HEARTBEAT_S:     # `results list`: still running
                         self.db.heartbeat(self.sweep.run_id)
                         beat = time.monotonic()

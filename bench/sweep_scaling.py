@@ -3,16 +3,18 @@ sweep on a `multiprocessing` pool of 1 and 2 processes without Ray (the peer: wh
 allows without any orchestrator), the share of time spent in TensorFlow conversion, and Ray's
 overhead per variant.
 
-    .venv/bin/python bench/sweep_scaling.py                # 3 trials, ~12 minutes on 2 cores
+    .venv/bin/python bench/sweep_scaling.py                # 3 trials, ~8 minutes on 2 cores
     .venv/bin/python bench/sweep_scaling.py --quick        # a 12-variant sweep, 1 trial
 
 Every run starts from an empty build cache (the base model's config is cached, as it is after a
-sweep's first run) and new worker processes, so each pays TensorFlow's import once per worker.
-Every Ray run, in every trial, starts a fresh local Ray on 127.0.0.1 with N CPUs and stops it
-after: "Ray, N workers" is the first sweep of a fresh Ray (the cold start: its build workers
-import TensorFlow during the sweep); "second sweep of a session" is the same sweep run after a
-small warm-up sweep on the same Ray connection, as `mvpfarm sweep run A.toml B.toml` or a nightly
-suite runs them: its build workers have already imported TensorFlow.
+sweep's first run) and new worker processes. Every Ray run, in every trial, starts a fresh local
+Ray on 127.0.0.1 with N CPUs, and with it a fresh fork server (`orchestrator.forkserver`, which
+imports TensorFlow while Ray starts, once, for every build worker), and stops both after:
+"Ray, N workers" is the first sweep of a fresh Ray (the cold start: its build workers fork their
+builders from the server, waiting for its import to end if it has not); "second sweep of a
+session" is the same sweep run after a small warm-up sweep on the same Ray connection, as
+`mvpfarm sweep run A.toml B.toml` or a nightly suite runs them: its builders have built before.
+The pool's processes each import TensorFlow themselves.
 The configurations of a trial run back to back and the trials are interleaved, so that the slow
 drifts of a shared machine hit every configuration alike; the table shows each configuration's
 median trial, and the load average (`os.getloadavg`) at the start and end of the run.
@@ -20,12 +22,13 @@ median trial, and the load average (`os.getloadavg`) at the start and end of the
 Definitions:
 - wall s: the pool's from creating the pool (its processes' start included) to the last result;
   a cold Ray sweep's from the moment `ray.init` has returned (the local Ray is up) to the sweep's
-  return, i.e. the driver's planning, the build workers' warm-up and TensorFlow import, every
-  build and profile, and the result writing; a second sweep's is its own `fanout.run` call.
-  Ray's own start (`ray.init`: the GCS, the raylet, its prestarted workers) is the "Ray start s"
-  column: it is paid once per Ray, by 1 or 2 workers alike, and is not in wall s;
+  return, i.e. the driver's planning, the build workers' warm-up (forking a builder, or what is
+  left of the server's import), every build and profile, and the result writing; a second
+  sweep's is its own `fanout.run` call. Ray's own start (`ray.init`: the GCS, the raylet, its
+  prestarted workers, beside the fork server's import) is the "Ray start s" column: it is paid
+  once per Ray, by 1 or 2 workers alike, and is not in wall s;
 - task time: the summed time inside the workers of every build, profile and warm-up task
-  (TensorFlow's import included, in a warm-up or in a first build: it is conversion work);
+  (a TensorFlow import left in a warm-up counts: it is conversion work);
 - overhead = wall s - task time / workers: worker start-up, scheduling, transfers, the driver's
   planning and result writing, idle workers (e.g. one waiting for the last build of the other);
 - efficiency = (variants/min with 2) / (2 x variants/min with 1), per trial.
@@ -111,7 +114,7 @@ def on_ray(sweep, n_cpus: int, work: Path, trial: int, warmup=None) -> dict:
     """The sweep on a fresh local Ray; with `warmup`, as the second sweep of one connection
     (`mvpfarm sweep run WARMUP SWEEP`), whose build workers have already imported TensorFlow."""
     import ray
-    from orchestrator import fanout
+    from orchestrator import fanout, forkserver
     results = work / f"ray{n_cpus}-{trial}{'-warm' if warmup else ''}"
     shutil.copytree(work / "cache" / "base", results / "cache" / "base")
     assert not ray.is_initialized()
@@ -126,6 +129,7 @@ def on_ray(sweep, n_cpus: int, work: Path, trial: int, warmup=None) -> dict:
         wall_s = time.perf_counter() - t_up
     finally:
         ray.shutdown()
+        forkserver.stop()        # the next run starts its own, as a fresh `mvpfarm sweep run` does
     if r.n_built_warm != r.n_built:
         print(f"  note: {r.n_built - r.n_built_warm} of {r.n_built} builds imported TensorFlow themselves",
               file=sys.stderr)

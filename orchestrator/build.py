@@ -51,14 +51,14 @@ def as_build_worker() -> None:
     pool, which Ray prestarts, a worker per CPU, while the node starts; a runtime_env would give
     them a pool of their own that Ray starts only when the first build asks for a worker (1-4 s
     on this project's machine), so the environment is set here, in the process, before TensorFlow
-    is imported."""
+    is imported (the fork server sets it before its import, and a builder takes its worker's)."""
     os.environ.update(WORKER_ENV)
 
 
 def warm_up() -> None:
     """Imports what a conversion needs (TensorFlow, Keras, the converter), so that a build
-    worker's first build does not: a build worker does this while the driver plans the sweep and
-    the base model builds."""
+    worker's first build does not: the fork server does this while Ray starts, a build worker
+    without one while the driver plans the sweep and the base model builds."""
     as_build_worker()
     _import_tf()
     from tensorflow.lite.python import lite  # noqa: F401
@@ -104,7 +104,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 # Libraries that Keras imports only for integrations a build never uses (scikit-learn estimator
 # wrappers, pandas DataFrames as `fit` input, matplotlib image galleries); each import is optional
 # in Keras. Kept out of TensorFlow's import they save a third of it (measured: 5.1-5.5 -> 3.0-3.4 s
-# per process), which every fresh build worker pays before its first build. Importing them later in
+# per process), which the fork server pays while Ray starts, and a fresh build worker without one
+# before its first build. Importing them later in
 # the process works as usual: only those Keras integrations stay off there.
 KERAS_OPTIONAL_IMPORTS = ("sklearn", "pandas", "matplotlib")
 

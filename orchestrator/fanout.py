@@ -1,17 +1,20 @@
 """Fan-out: a sweep's variants as Ray tasks, results written to the table as they arrive.
 
-Build tasks import TensorFlow, convert a variant and profile it on the sweep's simulator targets
-in the same worker, on the CPU the build holds (see `_Runner._pump`). Models found in the build
-cache are profiled by profile tasks, in a pool of simulator workers of their own (Ray keeps one
-pool per runtime environment), which never import TensorFlow and hold no CPU slot (see
+Build tasks convert a variant and profile it on the sweep's simulator targets in the same worker
+(in its builder, see below), on the CPU the build holds (see `_Runner._pump`). Models found in the
+build cache are profiled by profile tasks, in a pool of simulator workers of their own (Ray
+keeps one pool per runtime environment), which never import TensorFlow and hold no CPU slot (see
 `profile_task`). A build's .tflite reaches board targets through Ray's object store. A `Session`
 keeps one Ray connection over several sweeps, so that the later ones reuse build workers that
-have imported TensorFlow.
+have built before.
 
-A new connection's build workers are warm before the first build (`warm_up_builds`): builds run
-in Ray's default pool, whose workers Ray starts with the node, and as soon as Ray is up a warm-up
-task per CPU imports TensorFlow in them while the driver plans the sweep, opens the boards and
-the base model builds; the builds then find TensorFlow imported.
+A new connection's build workers are warm before the first build: builds run in Ray's default
+pool, whose workers Ray starts with the node. On the local Ray that `connect` starts, a worker's
+build-pool tasks run in a builder forked from the fork server (`forkserver`), which imported
+TensorFlow while Ray started; the first build forks it. On an existing cluster, as soon as Ray is
+up a warm-up task per CPU (`warm_up_builds`) imports TensorFlow in the workers while the driver
+plans the sweep, opens the boards and the base model builds. The driver sends each build as soon
+as it is planned.
 
 Board targets (`kind = "board"`) go to a `device_agents.fleet.Fleet` per board kind: the
 cluster's board agents, or virtual boards started for the run. Each (variant, target) is one
@@ -38,9 +41,8 @@ import logging
 import os
 import queue
 import socket
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 # Ray reads this once, when it is imported: set here, before the import, every node this process
@@ -48,8 +50,10 @@ from pathlib import Path
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 import ray  # noqa: E402
 
-from orchestrator import board, build, sweep_file
+from orchestrator import board, build, build_pool, forkserver, sweep_file
 from orchestrator import progress as progress_mod
+from orchestrator.build_pool import (BUILD_RETRIES, MAX_RETRIES, base_config_task, build_task, train_task,
+                                     warm_up_task)
 from orchestrator.progress import Counts, SweepProgress
 from orchestrator.results_db import HEARTBEAT_S, NOT_APPLICABLE, Measurement, ResultsDB, plain_text
 from orchestrator.sweep_file import Sweep, TargetSpec
@@ -59,10 +63,6 @@ from orchestrator.versions import tool_versions
 from simulator.errors import UserError
 from simulator.record import ProfileRecord
 
-MAX_RETRIES = 3
-# A conversion that kills its worker (TensorFlow's converter segfaults on some graphs) does it
-# again: one retry tells a crash from a worker lost for another reason, more only cost time.
-BUILD_RETRIES = 1
 _WAIT_S = 0.5
 
 
@@ -91,8 +91,17 @@ def connect(address: str | None = None, num_cpus: int | None = None, resources: 
         _loopback_only()
         for name, value in node_worker_settings().items():
             os.environ.setdefault(name, value)
-        ray.init(address="local", num_cpus=num_cpus, resources=resources or None, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", **common)
+        # first, so that it imports TensorFlow while Ray starts; the node's workers inherit where
+        # it listens from the raylet's environment (only this node's: not a later cluster's)
+        os.environ[forkserver.ENV_VAR] = forkserver.start(verbose)
+        try:
+            ray.init(address="local", num_cpus=num_cpus, resources=resources or None, include_dashboard=False,
+                     _node_ip_address="127.0.0.1", **common)
+        finally:
+            del os.environ[forkserver.ENV_VAR]
+        # its build workers need no warm-up: a build's first call forks its builder (20 ms), and a
+        # warm-up task in front of it only kept the first builds waiting for a core (0.1-0.2 s each)
+        _warmed.add(_connection())
     return True
 
 
@@ -188,69 +197,23 @@ def _worker_env(role: str) -> dict:
 _warmed: set[tuple[str, str]] = set()      # (job, driver's node): connections warmed up
 
 
+def _connection() -> tuple[str, str]:
+    ctx = ray.get_runtime_context()
+    # a fresh local Ray numbers its first job 01000000 again: the node id tells two Rays apart
+    return ctx.get_job_id(), ctx.get_node_id()
+
+
 def warm_up_builds(n_builds: int) -> list:
     """Starts a warm-up task (`warm_up_task`) per CPU of the cluster, at most `n_builds`, once per
     connection (a Ray job: its workers are its own): the build workers import TensorFlow while the
-    driver goes on. Returns their refs ([] when this connection is already warm)."""
-    ctx = ray.get_runtime_context()
-    # a fresh local Ray numbers its first job 01000000 again: the node id tells two Rays apart
-    connection = (ctx.get_job_id(), ctx.get_node_id())
+    driver goes on. Returns their refs ([] when this connection is already warm, or is the local
+    Ray that `connect` started, whose build workers fork their builders from the fork server)."""
+    connection = _connection()
     if connection in _warmed:
         return []
     _warmed.add(connection)
     n = min(n_builds, int(ray.cluster_resources().get("CPU", 0)))
     return [warm_up_task.remote() for _ in range(n)]
-
-
-# Build-pool tasks (warm-up, base, build, train) have no runtime_env: Ray's default pool is the
-# one whose workers it prestarts, a worker per CPU (see build.as_build_worker). Actors (virtual
-# boards, the epoch counter) are in that pool too, but an actor gets a new worker process, not an
-# idle build worker (measured with ray 2.60).
-@ray.remote(num_cpus=1, max_retries=0, scheduling_strategy="SPREAD")
-def warm_up_task() -> dict:
-    """Imports TensorFlow and the converter in a build worker (one CPU slot, as a build holds;
-    spread over the nodes). Not retried: a build on a worker lost here imports it itself."""
-    t0 = time.perf_counter()
-    build.warm_up()
-    import orchestrator.timing_models  # noqa: F401  (and the simulator: builds profile their models)
-    import simulator.profiler  # noqa: F401
-    return {"pid": os.getpid(), "warmup_s": time.perf_counter() - t0}
-
-
-@ray.remote(num_cpus=1, max_retries=BUILD_RETRIES)
-def base_config_task(base: dict, cache_dir: str) -> dict:
-    build.as_build_worker()
-    return build.base_config(base, cache_dir)
-
-
-@ray.remote(num_cpus=1, max_retries=BUILD_RETRIES, num_returns=2)
-def build_task(spec: dict, build_settings: dict, cache_dir: str, profiles: list | tuple = ()):
-    """Converts a variant, then profiles it on each simulator target of `profiles` ((target,
-    name) pairs) in the same worker, while it holds the build's CPU: see `_Runner._pump`."""
-    build.as_build_worker()
-    warm = "tensorflow" in sys.modules            # imported by a warm-up or an earlier build
-    t0 = time.perf_counter()
-    meta, data = build.build_variant(spec, build_settings, cache_dir)
-    meta["build_s"] = time.perf_counter() - t0
-    meta["pid"] = os.getpid()
-    meta["worker_warm"] = warm
-    if meta["ok"] and profiles:
-        meta["profiles"] = [_profile(data, target, name) for target, name in profiles]
-    return meta, data
-
-
-@ray.remote(num_cpus=1, max_retries=MAX_RETRIES, num_returns=2)
-def train_task(spec: dict, data: dict, data_sha256: str, train: dict, metric: str, search_path: list,
-               cache_dir: str, epochs=None):
-    """Trains a variant once per seed (cached by content) in the build workers' pool: TensorFlow
-    single-threaded, one task per CPU. `epochs` (an `EpochCounter`) counts finished epochs."""
-    from orchestrator import training
-    build.as_build_worker()
-    on_epoch = (lambda: epochs.add.remote()) if epochs is not None else None
-    meta, models = training.train_variant(spec, data, data_sha256, train, metric, search_path, None,
-                                          cache_dir, on_epoch=on_epoch)
-    meta["pid"] = os.getpid()
-    return meta, models
 
 
 @ray.remote(num_cpus=0)
@@ -274,7 +237,7 @@ def score_task(models: dict, target: dict, name: str, y_val, metric: str, search
     """The profile of a trained variant (its first seed's model) and every seed's emulated
     accuracy in the target's mode."""
     from orchestrator import scoring
-    res = _profile(models["tflite"][0], target, name) if profile else {"ok": True}
+    res = build_pool.profile(models["tflite"][0], target, name) if profile else {"ok": True}
     t0 = time.perf_counter()
     per_seed = []
     for tflite, ref in zip(models["tflite"], models["reference_outputs"]):
@@ -295,24 +258,13 @@ def score_task(models: dict, target: dict, name: str, y_val, metric: str, search
 # sat behind every queued build (Ray hands a freed CPU to the next build first).
 @ray.remote(num_cpus=0, max_retries=MAX_RETRIES, runtime_env=_worker_env("simulator"))
 def profile_task(data: bytes, target: dict, name: str) -> dict:
-    return _profile(data, target, name)
+    return build_pool.profile(data, target, name)
 
 
-def _profile(data: bytes, target: dict, name: str) -> dict:
-    from orchestrator.timing_models import resolve as resolve_timing
-    from simulator.errors import ModelError
-    from simulator.profiler import profile_model
-    t0 = time.perf_counter()
-    try:
-        record = profile_model(data, accelerator=target["accelerator"], timing=resolve_timing(target["timing"]),
-                               name=name, clock_hz=target["clock_hz"])
-    except ModelError as e:
-        return {"ok": False, "error": f"profiler error: {e}", "profile_s": time.perf_counter() - t0}
-    except Exception as e:      # a simulator bug must not take the sweep down: record it
-        return {"ok": False, "error": f"profiler error: {type(e).__name__}: {e}",
-                "profile_s": time.perf_counter() - t0}
-    return {"ok": True, "record": record, "profile_s": time.perf_counter() - t0,
-            "pid": os.getpid(), "tensorflow_loaded": "tensorflow" in sys.modules}
+def _renamed(profiled: dict, name: str) -> dict:
+    """A profile result (`_profile`) of a model, for another variant with the same model."""
+    record = profiled["record"]
+    return {**profiled, "record": replace(record, model=replace(record.model, name=name))}
 
 
 def _build_failure(e: BaseException, what: str = "conversion") -> str:
@@ -572,6 +524,9 @@ class _Runner:
             try:
                 for job in jobs:
                     self._submit(job, base_spec)
+                    # the first builds go out while the rest are planned (0.1-0.4 s for 36 variants
+                    # beside Ray's start-up): the workers are ready as soon as Ray is up
+                    self._pump()
                 if self.counts.epochs_total:
                     t = self.sweep.train
                     progress_mod.step(f"training {self.counts.epochs_total // (t['epochs'] * t['seeds'])} variants "
@@ -688,6 +643,9 @@ class _Runner:
         self.counts.built += 1
         # the build task's profiles, in the order _pump asked for them: (variant, target key) -> result
         profiled = dict(zip(self.profiles_asked.pop(key, ()), meta.pop("profiles", None) or ()))
+        # a variant that joined the build after it was sent (another variant's model) takes the
+        # profile of the same model on the same target, under its own name
+        twins = {tkey: res for (_, tkey), res in profiled.items() if res["ok"]}
         if meta.get("cached"):
             self.result.n_cached += 1
         else:
@@ -718,6 +676,8 @@ class _Runner:
                     self.pending[self._score(data_ref, t, job)] = ("profile", job, t, meta)
                     continue
                 res = profiled.pop((job.variant.id, t.key), None)
+                if res is None and t.key in twins:
+                    res = _renamed(twins[t.key], job.variant.id)
                 if res is not None:
                     self.result.n_profiled_by_build += 1
                     self._profiled(job, t, meta, res)

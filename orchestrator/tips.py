@@ -406,8 +406,10 @@ def apply_tip(model_config: dict, tip: str, level) -> dict:
     problem = check_level(tip, level)
     if problem:
         raise ValueError(f"{tip}: {problem}")
-    out = copy.deepcopy(model_config)
-    m = ModelConfig(out["keras"])
+    # ModelConfig copies the Keras config, the bulk of it: deep-copying that too (and finish's
+    # copy) made planning a 36-variant sweep take 0.2-0.4 s while the build workers waited
+    out = copy.deepcopy({k: v for k, v in model_config.items() if k != "keras"})
+    m = ModelConfig(model_config["keras"])
     pools = out.get("global_pools", [])
     before = keras_shapes.output_shapes(m, keras_shapes.infer_or_unknown(m, pools))
     TIPS[tip].apply(m, out, level)

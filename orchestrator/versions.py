@@ -4,6 +4,7 @@ installed packages' metadata: importing TensorFlow to ask it costs seconds.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from importlib import metadata
 
@@ -11,6 +12,7 @@ _DISTS = {"tensorflow": ("tensorflow-cpu", "tensorflow"), "mvpfarm": ("mvpfarm",
           "numpy": ("numpy",)}
 
 
+@functools.lru_cache(maxsize=None)        # a build cache key asks once per variant
 def dist_version(*dists: str) -> str:
     """The version of the first of `dists` that is installed, else "unknown"."""
     for dist in dists:

@@ -89,6 +89,8 @@ def test_sweep_end_to_end_table_and_ranking(cluster, tmp_path):
     # every variant was profiled by the task that built it, in its build worker: no simulator worker
     assert res.n_profiled_by_build == res.counts.profiled == N_VARIANTS - 1 and res.profile_workers_with_tf == set()
     assert len(res.build_pids) <= 2                      # one warm build worker per node, no churn
+    # an existing cluster has no fork server: a warm-up per node imported TensorFlow in its worker
+    assert len(res.warm_pids) == 2 and res.warmup_s > 1.0 and res.n_built_warm == res.n_built
     v = assert_complete_and_unique(results)
     base = v["base"]
     assert base["tip"] == "base" and base["status"] == "measured" and base["flash_bytes"] > 2_000

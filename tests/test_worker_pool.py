@@ -1,7 +1,8 @@
-"""The local Ray's worker pool (`fanout.node_worker_settings`): a cold sweep builds in the workers
-that Ray prestarts with the node, one per CPU; the raylet starts no spare worker while they import
-TensorFlow, and stops none of them while it waits idle between two sweeps; a sweep whose builds
-are all cached profiles them in a few simulator workers, not one per variant."""
+"""The local Ray's worker pool (`fanout.node_worker_settings`, `forkserver`): a cold sweep builds in
+the workers that Ray prestarts with the node, one per CPU, through builders forked from the fork
+server, which alone import TensorFlow; the raylet starts no spare worker, and stops none of them
+while it waits idle between two sweeps; a sweep whose builds are all cached profiles them in a few
+simulator workers, not one per variant."""
 import os
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 import ray  # noqa: E402
 
-from orchestrator import fanout, sweep_file  # noqa: E402
+from orchestrator import fanout, forkserver, sweep_file  # noqa: E402
 from tests.conftest import SMALL_MLP_SWEEP  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -39,6 +40,16 @@ def _raylet_workers(role: bytes | None = None) -> set[int]:
     return found
 
 
+def _children(pid: int) -> set[int]:
+    return {int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+            for c in (t / "children").read_text().split()}
+
+
+def _has_tensorflow(pid: int) -> bool:
+    """Whether TensorFlow's native library is mapped in the process (what its import loads)."""
+    return "_pywrap_tensorflow_internal" in Path(f"/proc/{pid}/maps").read_text()
+
+
 def _sweep(tmp_path, name: str, levels: str):
     f = tmp_path / f"{name}.toml"
     f.write_text(SMALL_MLP_SWEEP.format(name=name, levels=levels))
@@ -48,21 +59,27 @@ def _sweep(tmp_path, name: str, levels: str):
 def test_a_cold_sweep_starts_one_worker_per_cpu_and_keeps_them_between_sweeps(tmp_path):
     assert not ray.is_initialized()
     assert fanout.connect(None, num_cpus=2)
+    earlier = _children(forkserver.server_pid())        # an earlier Ray's, ending with its workers
     try:
-        # more variants than CPUs: while both workers import TensorFlow, builds wait in the lease
-        # backlog, which is what made the raylet start spare workers
+        # more variants than CPUs: builds wait in the lease backlog, which is what made the raylet
+        # start spare workers (while both workers imported TensorFlow, before the fork server)
         first = fanout.run(_sweep(tmp_path, "first", "[0.75, 0.5, 0.25, 0.125]"), tmp_path / "results",
                            progress=False)
         workers = _raylet_workers()
         assert first.counts.profiled == 5 and first.n_built == 5
-        # the two prestarted workers built everything, warmed up first; nothing else was started
-        assert len(workers) == 2 and first.build_pids == first.warm_pids == workers
+        # the two prestarted workers built everything (no warm-up: see below); nothing else was started
+        assert len(workers) == 2 and first.build_pids == workers and not first.warm_pids
         assert first.n_built_warm == first.n_built
+        # through a builder each, forked from the fork server: they alone have TensorFlow
+        builders = _children(forkserver.server_pid()) - earlier
+        assert len(builders) == 2 and all(_has_tensorflow(b) for b in builders)
+        assert not any(_has_tensorflow(w) for w in workers)
         time.sleep(2.5)                       # idle for longer than Ray's default threshold (1 s)
         second = fanout.run(_sweep(tmp_path, "second", "[0.375, 0.625]"), tmp_path / "results", progress=False)
         assert second.n_built == 2 and second.build_pids <= workers and second.n_built_warm == 2
         # both build workers are still there (beside the simulator worker that profiled the cached base)
         assert second.n_cached == 1 and workers < _raylet_workers()
+        assert _children(forkserver.server_pid()) - earlier == builders
     finally:
         ray.shutdown()
 

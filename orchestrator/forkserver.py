@@ -13,10 +13,11 @@ How a build runs: a build-pool task calls `call(fn, ...)` in its Ray worker. The
 worker connects to the server, which forks a builder for it; the call, and every later one from
 that worker, is pickled to the builder, run there with the worker's environment, working
 directory and import path, and its result (or exception) pickled back. A builder serves one
-worker and ends when it disconnects or ends (the server kills it then); a builder that dies (a segfault in the converter) takes its
-worker along (SIGKILL), so Ray sees the worker die and retries the task as it would have. Where
-no server is reachable (an existing cluster's nodes: `start` runs only beside a local Ray) the
-call runs in the worker itself.
+worker, and ends when that worker disconnects or ends (the server kills it then, even in the
+middle of a call); a builder that dies (a segfault in the converter) takes its worker along
+(SIGKILL), so Ray sees the worker die and retries the task as it would have. Where no server is
+reachable (an existing cluster's nodes: `start` runs only beside a local Ray) the call runs in
+the worker itself.
 
 One server per driver process, started by `fanout.connect` before it starts a local Ray and
 reused by later ones; it ends when the driver does (its standard input is a pipe from the

@@ -93,15 +93,19 @@ def connect(address: str | None = None, num_cpus: int | None = None, resources: 
             os.environ.setdefault(name, value)
         # first, so that it imports TensorFlow while Ray starts; the node's workers inherit where
         # it listens from the raylet's environment (only this node's: not a later cluster's)
-        os.environ[forkserver.ENV_VAR] = forkserver.start(verbose)
+        try:
+            os.environ[forkserver.ENV_VAR] = forkserver.start(verbose)
+        except OSError as e:
+            progress_mod.step(f"no fork server ({e}): each build worker imports TensorFlow itself", progress)
         try:
             ray.init(address="local", num_cpus=num_cpus, resources=resources or None, include_dashboard=False,
                      _node_ip_address="127.0.0.1", **common)
         finally:
-            del os.environ[forkserver.ENV_VAR]
-        # its build workers need no warm-up: a build's first call forks its builder (20 ms), and a
-        # warm-up task in front of it only kept the first builds waiting for a core (0.1-0.2 s each)
-        _warmed.add(_connection())
+            forked = os.environ.pop(forkserver.ENV_VAR, None) is not None
+        if forked:
+            # its build workers need no warm-up: a build's first call forks its builder (20 ms), and
+            # a warm-up in front of it only kept the first builds waiting for a core (0.1-0.2 s each)
+            _warmed.add(_connection())
     return True
 
 

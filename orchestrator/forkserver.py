@@ -42,20 +42,19 @@ _no_server = False                   # this worker found no server: calls run in
 
 def start(verbose: bool = False) -> str:
     """Starts this process's fork server (once; later calls return the same) and returns its
-    socket's path, for `ENV_VAR`. The socket listens before this returns, so a worker that
+    socket's path, for `ENV_VAR`; OSError if it cannot (no socket, no process). The socket listens before this returns, so a worker that
     connects at once waits in its backlog while the server imports TensorFlow. The server says
     nothing unless `verbose` (TensorFlow's C++ start-up lines)."""
     global _server
     if _server is None or _server[0].poll() is not None:
         import atexit
         import subprocess
-        import tempfile
         from pathlib import Path
         if _server is None:
             atexit.register(stop)
         else:
             stop()
-        sock_dir = tempfile.mkdtemp(prefix="mvpfarm-fork-")          # mode 0700
+        sock_dir = _socket_dir()
         path = os.path.join(sock_dir, "s")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(path)
@@ -70,6 +69,21 @@ def start(verbose: bool = False) -> str:
         listener.close()
         _server = (proc, sock_dir, path)
     return _server[2]
+
+
+# A Unix socket's path holds at most 107 bytes: a deep TMPDIR (a CI runner's, a macOS one; Ray's
+# own advice for one is RAY_TMPDIR) would leave no room, so /tmp is the second choice.
+_MAX_SOCKET_PATH_BYTES = 100
+
+
+def _socket_dir() -> str:
+    """A new directory (mode 0700) for the socket: in the temp directory, or /tmp."""
+    import tempfile
+    for base in (None, "/tmp"):
+        sock_dir = tempfile.mkdtemp(prefix="mvpfarm-fork-", dir=base)
+        if len(os.path.join(sock_dir, "s").encode()) <= _MAX_SOCKET_PATH_BYTES or base is not None:
+            return sock_dir
+        os.rmdir(sock_dir)
 
 
 def stop() -> None:

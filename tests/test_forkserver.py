@@ -136,3 +136,19 @@ def test_with_no_server_calls_run_in_the_worker(tmp_path):
     assert where["pid"] == head["worker_pid"] and where["x"] == "x value"
     assert failed == {"raised": "bad level 7"}
     assert counted == {"returned": 3, "events": [[0, 0], [1, 1], [2, 4]]}
+
+
+def test_a_temp_directory_too_deep_for_a_socket_puts_the_socket_in_tmp(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    script = ("from orchestrator import forkserver\n"
+              "path = forkserver.start()\n"
+              "print(path)\n"
+              "forkserver.stop()\n")
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, TMPDIR=str(deep), PYTHONPATH=str(ROOT)))
+    path = p.stdout.strip()
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert path.startswith("/tmp/mvpfarm-fork-") and len(path.encode()) <= 100
+    assert not Path(path).parent.exists()                 # stop() removed it
+    assert not list(deep.iterdir())                       # nothing left in the deep directory either

@@ -105,8 +105,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 # wrappers, pandas DataFrames as `fit` input, matplotlib image galleries); each import is optional
 # in Keras. Kept out of TensorFlow's import they save a third of it (measured: 5.1-5.5 -> 3.0-3.4 s
 # per process), which the fork server pays while Ray starts, and a fresh build worker without one
-# before its first build. Importing them later in
-# the process works as usual: only those Keras integrations stay off there.
+# before its first build. Importing them later in the process works as usual: only those Keras
+# integrations stay off there.
 KERAS_OPTIONAL_IMPORTS = ("sklearn", "pandas", "matplotlib")
 
 

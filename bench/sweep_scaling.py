@@ -112,7 +112,7 @@ def on_pool(specs: list, settings: dict, n_procs: int, cache_dir: Path) -> dict:
 
 def on_ray(sweep, n_cpus: int, work: Path, trial: int, warmup=None) -> dict:
     """The sweep on a fresh local Ray; with `warmup`, as the second sweep of one connection
-    (`mvpfarm sweep run WARMUP SWEEP`), whose build workers have already imported TensorFlow."""
+    (`mvpfarm sweep run WARMUP SWEEP`), whose build workers have built before."""
     import ray
     from orchestrator import fanout, forkserver
     results = work / f"ray{n_cpus}-{trial}{'-warm' if warmup else ''}"

@@ -33,13 +33,15 @@ def warm_up_task() -> dict:
     a build on a worker lost here readies it itself."""
     t0 = time.perf_counter()
     build.as_build_worker()
-    forkserver.call(_warm_up)
+    forkserver.call(warm_up_imports)
     return {"pid": os.getpid(), "warmup_s": time.perf_counter() - t0}
 
 
-def _warm_up() -> None:
+def warm_up_imports() -> None:
+    """Imports what a build task runs: TensorFlow and the converter, and the simulator (builds
+    profile their models)."""
     build.warm_up()
-    import orchestrator.timing_models  # noqa: F401  (and the simulator: builds profile their models)
+    import orchestrator.timing_models  # noqa: F401
     import simulator.profiler  # noqa: F401
 
 

@@ -266,7 +266,7 @@ def profile_task(data: bytes, target: dict, name: str) -> dict:
 
 
 def _renamed(profiled: dict, name: str) -> dict:
-    """A profile result (`_profile`) of a model, for another variant with the same model."""
+    """A profile result (`build_pool.profile`) of a model, for another variant with the same model."""
     record = profiled["record"]
     return {**profiled, "record": replace(record, model=replace(record.model, name=name))}
 

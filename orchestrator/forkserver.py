@@ -42,9 +42,10 @@ _no_server = False                   # this worker found no server: calls run in
 
 def start(verbose: bool = False) -> str:
     """Starts this process's fork server (once; later calls return the same) and returns its
-    socket's path, for `ENV_VAR`; OSError if it cannot (no socket, no process). The socket listens before this returns, so a worker that
-    connects at once waits in its backlog while the server imports TensorFlow. The server says
-    nothing unless `verbose` (TensorFlow's C++ start-up lines)."""
+    socket's path, for `ENV_VAR`; OSError if it cannot (no socket, no process). The socket
+    listens before this returns, so a worker that connects at once waits in its backlog while the
+    server imports TensorFlow. The server says nothing unless `verbose` (TensorFlow's C++
+    start-up lines)."""
     global _server
     if _server is None or _server[0].poll() is not None:
         import atexit
@@ -79,11 +80,11 @@ _MAX_SOCKET_PATH_BYTES = 100
 def _socket_dir() -> str:
     """A new directory (mode 0700) for the socket: in the temp directory, or /tmp."""
     import tempfile
-    for base in (None, "/tmp"):
-        sock_dir = tempfile.mkdtemp(prefix="mvpfarm-fork-", dir=base)
-        if len(os.path.join(sock_dir, "s").encode()) <= _MAX_SOCKET_PATH_BYTES or base is not None:
-            return sock_dir
+    sock_dir = tempfile.mkdtemp(prefix="mvpfarm-fork-")
+    if len(os.path.join(sock_dir, "s").encode()) > _MAX_SOCKET_PATH_BYTES:
         os.rmdir(sock_dir)
+        sock_dir = tempfile.mkdtemp(prefix="mvpfarm-fork-", dir="/tmp")
+    return sock_dir
 
 
 def stop() -> None:
@@ -151,12 +152,8 @@ def _serve(listen_fd: int) -> None:
     import selectors
     import struct
     listener = socket.socket(fileno=listen_fd)
-    from orchestrator import build
-    build.warm_up()
-    # and what a build task runs besides the conversion: its profiles, the tasks' module
-    import orchestrator.build_pool  # noqa: F401
-    import orchestrator.timing_models  # noqa: F401
-    import simulator.profiler  # noqa: F401
+    from orchestrator import build_pool
+    build_pool.warm_up_imports()              # what a warm-up task imports where there is no server
     sys.stdout.flush()
     sys.stderr.flush()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)           # builders are reaped as they end

@@ -2,10 +2,10 @@
 a request frame in, reply frames out (I/O and faults live in `virtual_board.py`).
 
 The simulator reads the uploaded model and the silicon model (`silicon_model.py`) supplies what
-the board would measure. The output tensor comes from the simulator's emulator
-(`simulator.emulator`), run on the all-zero input that the firmware profiles with, so READ_OUTPUT
-returns what TFLite Micro with the MVP kernels would compute. A model the emulator cannot run gets
-no output (output_bytes = 0): the virtual board never invents outputs.
+the board would measure. The output tensor comes from the simulator's emulator, run in a process
+of its own (`emulator_process.py`) on the all-zero input that the firmware profiles with, so
+READ_OUTPUT returns what TFLite Micro with the MVP kernels would compute. A model the emulator
+cannot run gets no output (output_bytes = 0): the virtual board never invents outputs.
 """
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ import numpy as np
 
 from device_agents import protocol as P
 from device_agents.board_kinds import BoardKind
+from device_agents.emulator_process import EmulatorFailed, output_tensor
 from device_agents.silicon_model import ModelTruth, SiliconModel
+from simulator.constant_folding import NP_DTYPES
 from simulator.errors import ModelError
 
 try:  # TFLite builtin operator codes for LAYER.opcode
@@ -28,14 +30,13 @@ except ImportError:  # pragma: no cover - tflite is a dependency
     OPCODES = {}
 
 FIRMWARE_VERSION = "mvpfarm-fw 1.0"
-_DTYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32, "float32": np.float32}
 
 
 def _tensor_bytes(t) -> int:
     n = 1
     for d in t.shape:
         n *= int(d)
-    return n * np.dtype(_DTYPES.get(t.dtype, np.int8)).itemsize
+    return n * np.dtype(NP_DTYPES.get(t.dtype, np.int8)).itemsize
 
 
 @dataclass
@@ -88,8 +89,8 @@ class Firmware:
         self.output_bytes = 0              # size of the model's output tensor
         self.loaded = False
         self.result: tuple[P.ProfileDone, list[P.Layer]] | None = None
-        # the last PROFILE's output tensor, computed by the emulator beside the board's own work:
-        # a cold JIT compile must not hold up the PROFILE reply past the agent's timeout
+        # the last PROFILE's output tensor, asked of the emulator's process while the board works:
+        # that process's start-up must not hold up the PROFILE reply past the agent's timeout
         self._inference: tuple[threading.Thread, dict] | None = None
 
     def handle(self, frame: P.Frame) -> list[P.Frame]:
@@ -228,18 +229,11 @@ class Firmware:
         """The output tensor of one inference on an all-zero input (the vendor's profiler zeroes
         the input too), as the board's little-endian bytes; None if the emulator cannot run the
         model. Every run of a profile sees the same input, so one emulated run stands for all."""
-        from simulator.emulator import compile_model
-        from simulator.tflite_reader import read_model
         try:
-            compiled = compile_model(read_model(data), accelerator)
-            inputs = [np.zeros(compiled.graph.tensors[i].shape, _DTYPES.get(compiled.graph.tensors[i].dtype,
-                                                                             np.int8))
-                      for i in compiled.graph.inputs]
-            out = compiled.run(inputs)[0]
-        except Exception as e:   # noqa: BLE001 - an emulator gap or bug must not take the board down
-            self.stats.events.append(f"no output tensor: {type(e).__name__}: {e}")
+            return output_tensor(data, accelerator)
+        except EmulatorFailed as e:   # an emulator gap or bug must not take the board down
+            self.stats.events.append(f"no output tensor: {e}")
             return None
-        return np.ascontiguousarray(out).astype(out.dtype.newbyteorder("<"), copy=False).tobytes()
 
     def _on_readoutput(self, msg: P.ReadOutput) -> P.Message:
         if self.result is None:

@@ -88,7 +88,7 @@ def test_sweep_over_both_firmwares_measures_each_variant_once(tmp_path, commande
     cut = next(s for s in vendor.values() if s is not failing)
     assert failing["state"] == "quarantined" and failing["jobs_measured"] == 0 and failing["program_cycles"] == 0
     assert "exit status 1" in failing["reason"]
-    assert cut["state"] == "quarantined" and cut["jobs_measured"] == 1 and "no output for 2 s" in cut["reason"]
+    assert cut["state"] == "quarantined" and cut["jobs_measured"] == 1 and "no output for 2 s" in cut["reason"], cut
     assert cut["program_cycles"] == 2              # one model measured, a second written (once) and never read
     assert {r["firmware"] for r in rows} == {"mltk-profiler", "mvpfarm-protocol"}
     assert all(s["state"] == "idle" for s in protocol.values())
